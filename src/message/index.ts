@@ -1,0 +1,34 @@
+export { SipParseError, type SipParseErrorCode } from './parse-error.js';
+export { parseMessage } from './parse-message.js';
+export { DEFAULT_LIMITS, type ParseLimits } from './scanner.js';
+export { SipMessage } from './sip-message.js';
+export { StreamFramer, type FramedItem, type FramerLimits } from './stream-framer.js';
+export { SipUri, parseUri } from './uri.js';
+export { NameAddr, parseNameAddr } from './name-addr.js';
+export { Via, parseVia } from './via.js';
+export { type Params } from './params.js';
+export {
+  parseAuthValue,
+  parseCSeq,
+  parseEvent,
+  parseMediaType,
+  parseSubscriptionState,
+  type AuthValue,
+  type CSeq,
+  type EventHeader,
+  type MediaType,
+  type SubscriptionState,
+} from './header-values.js';
+export { validateMessage, verdictCode, DEFAULT_BODY_TYPES, type ValidationOptions, type Verdict } from './validate.js';
+export {
+  MAGIC_COOKIE,
+  createRequest,
+  createResponse,
+  defaultReason,
+  generateBranch,
+  generateCallId,
+  generateTag,
+  type RequestInit,
+  type ResponseInit,
+} from './builder.js';
+export { canonicalHeaderName } from './header-names.js';

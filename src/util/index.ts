@@ -1,0 +1,2 @@
+export { ParleyError } from './errors.js';
+export { randomToken } from './random.js';
