@@ -16,10 +16,11 @@ export class NameAddr {
   uri: SipUri;
   params: Params;
 
+  /** `params` is used as given (not copied). */
   constructor(uri: SipUri, init: { displayName?: string | undefined; params?: Params } = {}) {
     this.uri = uri;
     this.displayName = init.displayName;
-    this.params = init.params ? copyParams(init.params) : emptyParams();
+    this.params = init.params ?? emptyParams();
   }
 
   get tag(): string | undefined {
@@ -32,7 +33,7 @@ export class NameAddr {
   }
 
   clone(): NameAddr {
-    return new NameAddr(this.uri.clone(), this);
+    return new NameAddr(this.uri.clone(), { displayName: this.displayName, params: copyParams(this.params) });
   }
 
   /** Always writes the `<...>` form: safe for any URI (§20.10: a URI with `,;?` must be enclosed). */

@@ -9,8 +9,13 @@ import type { ValueReader } from './value-reader.js';
  */
 export type Params = Record<string, string | null>;
 
+// Objects made with Object.create(null) start in V8's slow dictionary mode; one made from a
+// frozen prototype that itself has a null prototype stays fast, and still inherits nothing
+// (`'toString' in params` is false, and `__proto__` is an ordinary key).
+const NO_INHERITANCE = Object.freeze(Object.create(null) as object);
+
 export function emptyParams(): Params {
-  return Object.create(null) as Params;
+  return Object.create(NO_INHERITANCE) as Params;
 }
 
 export function copyParams(params: Params): Params {

@@ -1,8 +1,12 @@
 import { isDigit } from './char-class.js';
 import { SipParseError } from './parse-error.js';
-import { resolveLimits, scanHead, type ParseLimits, type RawHeader, type ScannedHead } from './scanner.js';
+import type { HeaderField } from './header-field.js';
+import { latin1, resolveLimits, scanHead, type ParseLimits, type ScannedHead } from './scanner.js';
 import { SipMessage, setCloneParser } from './sip-message.js';
 import { parseStartLine } from './start-line.js';
+import { utf8 } from './scanner.js';
+
+const NON_ASCII = /[^\x00-\x7f]/;
 
 /**
  * Parses one SIP message held whole in `data`: a UDP datagram, or a message a stream framer has
@@ -33,18 +37,19 @@ export function parseMessage(data: Uint8Array | string, limits?: ParseLimits): S
 
 /** Builds the message object for a scanned head and a known body length (shared with the framer). */
 export function buildMessage(buf: Buffer, head: ScannedHead, bodyLength: number, truncated: boolean): SipMessage {
-  const startLine = parseStartLine(buf, head.start, head.startLineEnd);
-  const fields = new Array<ReturnType<typeof SipMessage.field>>(head.headers.length);
-  for (let i = 0; i < head.headers.length; i++) {
-    const h = head.headers[i]!;
-    fields[i] = SipMessage.field(h.key, h.def, h.lineStart, h.lineEnd, h.valueStart, h.valueEnd, h.folded);
-  }
+  // One decode of the whole head: every header value is then a cheap substring of it. Latin-1
+  // maps bytes to characters one to one, so offsets stay byte offsets; a head with bytes above
+  // 0x7f (UTF-8 display names, reason phrases) has those values re-decoded as UTF-8 on access.
+  const headText = latin1(buf, 0, head.bodyStart);
+  const ascii = !NON_ASCII.test(headText);
+  const startLine = parseStartLine(ascii ? headText.slice(head.start, head.startLineEnd) : utf8(buf, head.start, head.startLineEnd), head.start);
   const bodyEnd = head.bodyStart + bodyLength;
   return new SipMessage({
     startLine,
     source: buf,
+    headText: ascii ? headText : undefined,
     startLineRange: [head.start, head.startLineEnd],
-    fields,
+    fields: head.headers,
     body: buf.subarray(head.bodyStart, bodyEnd),
     sourceEnd: bodyEnd,
     bodyTruncated: truncated,
@@ -56,7 +61,7 @@ export function buildMessage(buf: Buffer, head: ScannedHead, bodyLength: number,
  * malformed: validation reports the malformed case). Read straight from the bytes, since every
  * message needs it and most never look at the header otherwise.
  */
-export function declaredContentLength(buf: Uint8Array, headers: readonly RawHeader[]): number | undefined {
+export function declaredContentLength(buf: Uint8Array, headers: readonly HeaderField[]): number | undefined {
   for (const h of headers) {
     if (h.key !== 'content-length') continue;
     let value = 0;

@@ -1,5 +1,6 @@
 import { TOKEN, isLws, isWsp } from './char-class.js';
-import { lookupHeaderBytes, type HeaderDef } from './header-names.js';
+import { HeaderField } from './header-field.js';
+import { lookupHeaderBytes } from './header-names.js';
 import { SipParseError } from './parse-error.js';
 
 const CR = 0x0d;
@@ -31,27 +32,13 @@ export function resolveLimits(limits: ParseLimits | undefined): Required<ParseLi
   };
 }
 
-/** Where one header field sits in the message bytes. */
-export interface RawHeader {
-  readonly def: HeaderDef | undefined;
-  /** Lowercase full name (compact forms expanded). */
-  readonly key: string;
-  /** The whole field, folds and terminating line break included. */
-  readonly lineStart: number;
-  readonly lineEnd: number;
-  /** The value with leading and trailing white space trimmed; may span folds. */
-  readonly valueStart: number;
-  readonly valueEnd: number;
-  readonly folded: boolean;
-}
-
 /** The result of the one pass over a message head. */
 export interface ScannedHead {
   /** First byte of the start line (leading CRLFs skipped, RFC 3261 §7.5). */
   readonly start: number;
   /** End of the start line, line break excluded. */
   readonly startLineEnd: number;
-  readonly headers: RawHeader[];
+  readonly headers: HeaderField[];
   /** First byte after the empty line that ends the header section. */
   readonly bodyStart: number;
 }
@@ -75,7 +62,7 @@ export function scanHead(buf: Uint8Array, from: number, limits: Required<ParseLi
   const startLineEnd = lf > start && buf[lf - 1] === CR ? lf - 1 : lf;
   p = lf + 1;
 
-  const headers: RawHeader[] = [];
+  const headers: HeaderField[] = [];
   let bodyStart = end;
   while (p < end) {
     const c = buf[p]!;
@@ -125,8 +112,16 @@ export function scanHead(buf: Uint8Array, from: number, limits: Required<ParseLi
     while (valueEnd > valueStart && isLws(buf[valueEnd - 1]!)) valueEnd--;
 
     const def = lookupHeaderBytes(buf, lineStart, nameEnd);
-    const key = def ? def.key : latin1(buf, lineStart, nameEnd).toLowerCase();
-    headers.push({ def, key, lineStart, lineEnd, valueStart, valueEnd, folded });
+    let key: string;
+    let name: string;
+    if (def) {
+      key = def.key;
+      name = def.canonical;
+    } else {
+      name = latin1(buf, lineStart, nameEnd);
+      key = name.toLowerCase();
+    }
+    headers.push(new HeaderField(key, def, name, lineStart, lineEnd, valueStart, valueEnd, folded, undefined));
     if (headers.length > limits.maxHeaderCount) {
       throw new SipParseError('SIP_TOO_MANY_HEADERS', `more than ${limits.maxHeaderCount} header lines`, undefined, lineStart);
     }

@@ -1,5 +1,6 @@
 import { ParleyError } from '../util/errors.js';
-import { canonicalHeaderName, headerDef, headerKey, type HeaderDef } from './header-names.js';
+import { HeaderField } from './header-field.js';
+import { canonicalHeaderName, headerDef, headerKey } from './header-names.js';
 import {
   MAX_UINT32,
   formatMediaType,
@@ -26,35 +27,6 @@ import { Via, parseVia } from './via.js';
 
 const CRLF = Buffer.from('\r\n', 'latin1');
 const EMPTY = Buffer.alloc(0);
-
-/**
- * One header field: a line (with its folds) of a parsed message, or a field added by code.
- * Parsed fields keep their byte range and serialize from the original bytes until changed.
- */
-class HeaderField {
-  /** Decoded, unfolded value; filled on first read for parsed fields. */
-  text: string | undefined;
-  /** The grammar-parsed value(s), filled on first typed access. */
-  parsed: unknown = undefined;
-  /** True once the field must be written from `text` instead of its original bytes. */
-  dirty: boolean;
-
-  constructor(
-    readonly key: string,
-    readonly def: HeaderDef | undefined,
-    /** The name written when the field is encoded (canonical for known headers). */
-    readonly name: string,
-    readonly lineStart: number,
-    readonly lineEnd: number,
-    readonly valueStart: number,
-    readonly valueEnd: number,
-    readonly folded: boolean,
-    text: string | undefined,
-  ) {
-    this.text = text;
-    this.dirty = lineStart < 0;
-  }
-}
 
 /** A value type that `update()` can edit in place: the typed grammar of a header. */
 type Grammar = { list: boolean; parse: (text: string, key: string) => unknown; format: (value: unknown) => string };
@@ -89,6 +61,8 @@ export interface SipMessageInit {
   startLine: StartLine;
   /** The bytes the message was read from, when it was parsed. */
   source?: Buffer;
+  /** `source` up to the body decoded as Latin-1, when it is pure ASCII (values are substrings). */
+  headText?: string | undefined;
   /** [start of the start line, end of the start line text] in `source`. */
   startLineRange?: [number, number];
   fields?: HeaderField[];
@@ -118,6 +92,9 @@ export class SipMessage {
   readonly bodyTruncated: boolean;
 
   private readonly source: Buffer;
+  private readonly headText: string | undefined;
+  /** The Via list, parsed on first access: every layer reads it. */
+  private viaCache: Via[] | undefined;
   private startLineRange: [number, number] | undefined;
   private readonly fields: HeaderField[];
   private body_: Buffer;
@@ -138,6 +115,7 @@ export class SipMessage {
     this.reason_ = line.reason;
     this.startLineProblem = line.problem;
     this.source = init.source ?? EMPTY;
+    this.headText = init.headText;
     this.startLineRange = init.startLineRange;
     this.fields = init.fields ?? [];
     this.body_ = init.body ?? EMPTY;
@@ -244,7 +222,7 @@ export class SipMessage {
 
   /** Every Via value, top first (RFC 3261 §20.42). */
   get via(): Via[] {
-    return this.typedList('via') as Via[];
+    return (this.viaCache ??= this.typedList('via') as Via[]);
   }
 
   get from(): NameAddr {
@@ -502,6 +480,7 @@ export class SipMessage {
     this.sourceEnd = -1;
     this.encoded = undefined;
     this.listCache.clear();
+    this.viaCache = undefined;
   }
 
   private newField(name: string, key: string, text: string): HeaderField {
@@ -522,7 +501,10 @@ export class SipMessage {
 
   private textOf(field: HeaderField): string {
     if (field.text !== undefined) return field.text;
-    let text = utf8(this.source, field.valueStart, field.valueEnd);
+    let text =
+      this.headText !== undefined
+        ? this.headText.slice(field.valueStart, field.valueEnd)
+        : utf8(this.source, field.valueStart, field.valueEnd);
     // RFC 3261 §7.3.1: a fold (line break + white space) is equivalent to one SP.
     if (field.folded) text = text.replace(/[ \t]*\r?\n[ \t]+/g, ' ');
     return (field.text = text);
@@ -563,18 +545,6 @@ export class SipMessage {
     return value;
   }
 
-  /** @internal Used by the parser to build fields. */
-  static field(
-    key: string,
-    def: HeaderDef | undefined,
-    lineStart: number,
-    lineEnd: number,
-    valueStart: number,
-    valueEnd: number,
-    folded: boolean,
-  ): HeaderField {
-    return new HeaderField(key, def, def?.canonical ?? key, lineStart, lineEnd, valueStart, valueEnd, folded, undefined);
-  }
 }
 
 // Set by parse-message.ts: cloning re-parses the encoding, which is both simple and exactly a
@@ -588,4 +558,3 @@ export function setCloneParser(parse: (message: SipMessage) => SipMessage): void
   parseCopy = parse;
 }
 
-export type { HeaderField };

@@ -1,6 +1,5 @@
 import { TOKEN, isDigit } from './char-class.js';
 import { SipParseError } from './parse-error.js';
-import { utf8 } from './scanner.js';
 
 /** The first line of a message, read liberally; what the strict grammar forbids is noted in `problem`. */
 export interface StartLine {
@@ -22,8 +21,7 @@ const VERSION = /^SIP\/\d+\.\d+$/i;
  * Extra or trailing spaces and odd status codes are read and reported as a `problem` so the
  * receiver can still answer 400 (RFC 4475 §3.1.2.9, §3.1.2.10) instead of staying silent.
  */
-export function parseStartLine(buf: Uint8Array, start: number, end: number): StartLine {
-  const line = utf8(buf, start, end);
+export function parseStartLine(line: string, start: number): StartLine {
   if (line.length >= 4 && (line.charCodeAt(0) | 0x20) === 0x73 && (line.charCodeAt(1) | 0x20) === 0x69 &&
     (line.charCodeAt(2) | 0x20) === 0x70 && line.charCodeAt(3) === 0x2f) {
     return parseStatusLine(line, start);

@@ -10,7 +10,7 @@ import {
   isDigit,
   isHex,
 } from './char-class.js';
-import { copyParams, emptyParams, formatParams, type Params } from './params.js';
+import { copyParams, emptyParams, type Params } from './params.js';
 import { SipParseError } from './parse-error.js';
 
 /**
@@ -33,6 +33,7 @@ export class SipUri {
   /** For schemes other than sip, sips and tel: the part after `scheme:`. */
   opaque: string | undefined;
 
+  /** `params` and `headers` are used as given (not copied). */
   constructor(init: {
     scheme?: string;
     user?: string | undefined;
@@ -48,8 +49,8 @@ export class SipUri {
     this.password = init.password;
     this.host = init.host ?? '';
     this.port = init.port;
-    this.params = init.params ? copyParams(init.params) : emptyParams();
-    this.headers = init.headers ? { ...init.headers } : {};
+    this.params = init.params ?? emptyParams();
+    this.headers = init.headers ?? {};
     this.opaque = init.opaque;
   }
 
@@ -70,7 +71,7 @@ export class SipUri {
   }
 
   clone(): SipUri {
-    return new SipUri(this);
+    return new SipUri({ ...this, params: copyParams(this.params), headers: { ...this.headers } });
   }
 
   toString(): string {
@@ -83,12 +84,14 @@ export class SipUri {
       }
       out += this.host;
       if (this.port !== undefined) out += `:${this.port}`;
-      out += formatParams(this.params);
+      out += formatUriParams(this.params);
       const names = Object.keys(this.headers);
-      if (names.length > 0) out += `?${names.map((n) => `${n}=${this.headers[n]}`).join('&')}`;
+      if (names.length > 0) {
+        out += `?${names.map((n) => `${escape(n, URI_HEADER_CHAR)}=${escape(this.headers[n]!, URI_HEADER_CHAR)}`).join('&')}`;
+      }
       return out;
     }
-    if (this.scheme === 'tel') return `tel:${this.user ?? ''}${formatParams(this.params)}`;
+    if (this.scheme === 'tel') return `tel:${this.user ?? ''}${formatUriParams(this.params)}`;
     return `${this.scheme}:${this.opaque ?? ''}`;
   }
 }
@@ -158,17 +161,18 @@ function parseSipUri(scheme: string, s: string, text: string, header: string | u
     uri.port = port;
   }
   // uri-parameters = *( ";" uri-parameter ); uri-parameter = pname [ "=" pvalue ]
+  // Escapes are resolved in names and values: "%6c%72" is the parameter "lr" (RFC 4475 §3.1.1.3).
   while (s.charCodeAt(p) === 0x3b) {
     const nameStart = ++p;
     p = skipChars(s, p, URI_PARAM_CHAR, text, header);
     if (p === nameStart) fail(text, header, 'empty URI parameter name');
-    const name = s.slice(nameStart, p).toLowerCase();
+    const name = unescapeRange(s, nameStart, p).toLowerCase();
     let value: string | null = null;
     if (s.charCodeAt(p) === 0x3d) {
       const valueStart = ++p;
       p = skipChars(s, p, URI_PARAM_CHAR, text, header);
       if (p === valueStart) fail(text, header, 'empty URI parameter value');
-      value = s.slice(valueStart, p);
+      value = unescapeRange(s, valueStart, p);
     }
     if (!(name in uri.params)) uri.params[name] = value;
   }
@@ -178,10 +182,10 @@ function parseSipUri(scheme: string, s: string, text: string, header: string | u
       const nameStart = ++p;
       p = skipChars(s, p, URI_HEADER_CHAR, text, header);
       if (p === nameStart || s.charCodeAt(p) !== 0x3d) fail(text, header, 'bad URI header');
-      const name = s.slice(nameStart, p);
+      const name = unescapeRange(s, nameStart, p);
       const valueStart = ++p;
       p = skipChars(s, p, URI_HEADER_CHAR, text, header);
-      uri.headers[name] = s.slice(valueStart, p);
+      uri.headers[name] = unescapeRange(s, valueStart, p);
     } while (s.charCodeAt(p) === 0x26);
   }
   if (p !== s.length) fail(text, header, `"${s[p]}" not allowed here`);
@@ -231,6 +235,11 @@ function skipChars(
 function decode(s: string, start: number, end: number, allowed: Uint8Array, text: string, header: string | undefined): string {
   const stop = skipChars(s, start, allowed, text, header);
   if (stop !== end) fail(text, header, `"${s[stop]}" not allowed in the user part`);
+  return unescapeRange(s, start, end);
+}
+
+/** `s[start, end)` with %HH escapes (already checked) decoded as UTF-8. */
+function unescapeRange(s: string, start: number, end: number): string {
   const raw = s.slice(start, end);
   if (raw.indexOf('%') === -1) return raw;
   const bytes: number[] = [];
@@ -242,6 +251,16 @@ function decode(s: string, start: number, end: number, allowed: Uint8Array, text
     } else bytes.push(c);
   }
   return Buffer.from(bytes).toString('utf8');
+}
+
+function formatUriParams(params: Params): string {
+  let out = '';
+  for (const name in params) {
+    const value = params[name];
+    out += `;${escape(name, URI_PARAM_CHAR)}`;
+    if (value !== null && value !== undefined) out += `=${escape(value, URI_PARAM_CHAR)}`;
+  }
+  return out;
 }
 
 /** Escapes every character outside `allowed` as %HH of its UTF-8 bytes. */

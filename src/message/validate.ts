@@ -29,6 +29,9 @@ export interface ValidationOptions {
   supportedSchemes?: readonly string[];
   /** Body types an endpoint understands (§8.2.3); `type/*` wildcards allowed. */
   acceptedBodyTypes?: readonly string[];
+  /** Methods an endpoint implements (§8.2.1: others get 501 with Allow). Default: RFC 3261 and
+   *  the common extensions (PRACK, SUBSCRIBE, NOTIFY, PUBLISH, INFO, REFER, MESSAGE, UPDATE). */
+  methods?: readonly string[];
 }
 
 const ACCEPT: Verdict = Object.freeze({ action: 'accept' });
@@ -46,10 +49,10 @@ export const DEFAULT_BODY_TYPES = [
 ];
 
 /** Methods of RFC 3261 and the extensions in common use; others are "unknown" (§8.2.1). */
-const KNOWN_METHODS = new Set([
+export const KNOWN_METHODS: readonly string[] = [
   'INVITE', 'ACK', 'BYE', 'CANCEL', 'OPTIONS', 'REGISTER', 'PRACK', 'SUBSCRIBE', 'NOTIFY',
   'PUBLISH', 'INFO', 'REFER', 'MESSAGE', 'UPDATE',
-]);
+];
 
 /** Headers that must occur once (RFC 4475 §3.3.8: several values → 400). */
 const SINGLE_VALUED = ['from', 'to', 'call-id', 'cseq', 'max-forwards', 'content-length', 'content-type'];
@@ -128,7 +131,7 @@ function checkRequest(m: SipMessage, options: ValidationOptions): void {
   // a method we do not know is better answered 501.
   const cseq = m.cseq;
   if (cseq.method !== m.method) {
-    const status = KNOWN_METHODS.has(m.method) ? 400 : 501;
+    const status = KNOWN_METHODS.includes(m.method) ? 400 : 501;
     throw new Refusal(status, `CSeq method ${cseq.method} does not match ${m.method}`);
   }
   // §8.2.2.1: the Request-URI must be readable and of a scheme we handle (416 otherwise).
@@ -139,16 +142,24 @@ function checkRequest(m: SipMessage, options: ValidationOptions): void {
   }
   // §19.1.1: headers are not allowed in a Request-URI (RFC 4475 §3.1.2.11).
   if (Object.keys(uri.headers).length > 0) throw new Refusal(400, 'headers in the Request-URI');
+  // §8.1.1.7: a branch that is only the magic cookie identifies nothing (RFC 4475 §3.2.1).
+  if (m.via[0]!.branch === 'z9hG4bK') throw new Refusal(400, 'the top Via branch is only the magic cookie');
 
   if (role === 'proxy') {
-    // §16.3 step 3: Max-Forwards 0 stops here (RFC 4475 §3.3.11).
-    if (m.maxForwards === 0 && m.method !== 'OPTIONS' && m.method !== 'ACK') {
-      throw new Refusal(483, 'Max-Forwards reached 0');
-    }
+    // §16.3 step 3: Max-Forwards 0 is not forwarded; RFC 4475 §3.3.11 names 483.
+    if (m.maxForwards === 0) throw new Refusal(483, 'Max-Forwards reached 0');
     // §16.3 step 5: Proxy-Require is the proxy's Require.
     checkExtensions(m.proxyRequire, options);
     return;
   }
+  // §8.2.1: an endpoint answers a method it does not implement with 501 and Allow
+  // (RFC 4475 §3.1.1.2, §3.1.1.5: methods are case-sensitive and never unescaped).
+  const methods = options.methods ?? KNOWN_METHODS;
+  if (!methods.includes(m.method)) {
+    throw new Refusal(501, `method ${m.method} is not implemented`, [['Allow', methods.join(', ')]]);
+  }
+  // §10.3 step 5 (RFC 4475 §3.3.4): a registration's To must be a SIP or SIPS address of record.
+  if (m.method === 'REGISTER' && !m.to.uri.isSip) throw new Refusal(400, 'the To of a REGISTER is not a SIP or SIPS URI');
   // §8.2.2.3: an endpoint answers 420 for option tags it does not implement (never to ACK or CANCEL).
   if (m.method !== 'ACK' && m.method !== 'CANCEL') checkExtensions(m.require, options);
   // §8.2.3: a body the endpoint cannot process gets 415, listing what it accepts.

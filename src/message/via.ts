@@ -18,12 +18,13 @@ export class Via {
   port: number | undefined;
   params: Params;
 
+  /** `params` is used as given (not copied). */
   constructor(init: { protocol?: string; transport: string; host: string; port?: number | undefined; params?: Params }) {
     this.protocol = init.protocol ?? 'SIP/2.0';
     this.transport = init.transport.toUpperCase();
     this.host = init.host;
     this.port = init.port;
-    this.params = init.params ? copyParams(init.params) : emptyParams();
+    this.params = init.params ?? emptyParams();
   }
 
   get branch(): string | undefined {
@@ -68,7 +69,11 @@ export class Via {
   }
 
   clone(): Via {
-    return new Via(this);
+    return new Via({ ...this.fields(), params: copyParams(this.params) });
+  }
+
+  private fields(): { protocol: string; transport: string; host: string; port: number | undefined } {
+    return { protocol: this.protocol, transport: this.transport, host: this.host, port: this.port };
   }
 
   toString(): string {
