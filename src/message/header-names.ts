@@ -109,17 +109,18 @@ for (const [canonical, compact, list] of DEFINITIONS) {
 }
 
 /**
- * Looks up a header name held in `buf[start, end)`, any case, compact forms too. Header names are
- * tokens, so OR-ing 0x20 lowercases letters without touching the "-" that known names contain.
+ * Looks up a header name held in `text[start, end)` (a Latin-1 decoded head), any case, compact
+ * forms too, without allocating. Header names are tokens, so OR-ing 0x20 lowercases the first
+ * letter without touching the "-" that known names contain.
  */
-export function lookupHeaderBytes(buf: Uint8Array, start: number, end: number): HeaderDef | undefined {
+export function lookupHeaderName(text: string, start: number, end: number): HeaderDef | undefined {
   const length = end - start;
-  const bucket = BUCKETS.get(bucketKey(length, buf[start]! | 0x20));
+  const bucket = BUCKETS.get(bucketKey(length, text.charCodeAt(start) | 0x20));
   if (!bucket) return undefined;
   outer: for (const candidate of bucket) {
     const bytes = candidate.bytes;
     for (let i = 1; i < length; i++) {
-      const c = buf[start + i]!;
+      const c = text.charCodeAt(start + i);
       if ((c >= 0x41 && c <= 0x5a ? c | 0x20 : c) !== bytes[i]) continue outer;
     }
     return candidate.def;

@@ -1,12 +1,9 @@
 import { isDigit } from './char-class.js';
 import { SipParseError } from './parse-error.js';
 import type { HeaderField } from './header-field.js';
-import { latin1, resolveLimits, scanHead, type ParseLimits, type ScannedHead } from './scanner.js';
+import { isAscii, resolveLimits, scanHead, utf8, type ParseLimits, type ScannedHead } from './scanner.js';
 import { SipMessage, setCloneParser } from './sip-message.js';
 import { parseStartLine } from './start-line.js';
-import { utf8 } from './scanner.js';
-
-const NON_ASCII = /[^\x00-\x7f]/;
 
 /**
  * Parses one SIP message held whole in `data`: a UDP datagram, or a message a stream framer has
@@ -20,7 +17,7 @@ const NON_ASCII = /[^\x00-\x7f]/;
 export function parseMessage(data: Uint8Array | string, limits?: ParseLimits): SipMessage {
   const buf = toBuffer(data);
   const resolved = resolveLimits(limits);
-  const head = scanHead(buf, 0, resolved);
+  const head = scanHead(buf, resolved);
   const available = buf.length - head.bodyStart;
   const declared = declaredContentLength(buf, head.headers);
   let bodyLength = available;
@@ -37,17 +34,15 @@ export function parseMessage(data: Uint8Array | string, limits?: ParseLimits): S
 
 /** Builds the message object for a scanned head and a known body length (shared with the framer). */
 export function buildMessage(buf: Buffer, head: ScannedHead, bodyLength: number, truncated: boolean): SipMessage {
-  // One decode of the whole head: every header value is then a cheap substring of it. Latin-1
-  // maps bytes to characters one to one, so offsets stay byte offsets; a head with bytes above
-  // 0x7f (UTF-8 display names, reason phrases) has those values re-decoded as UTF-8 on access.
-  const headText = latin1(buf, 0, head.bodyStart);
-  const ascii = !NON_ASCII.test(headText);
-  const startLine = parseStartLine(ascii ? headText.slice(head.start, head.startLineEnd) : utf8(buf, head.start, head.startLineEnd), head.start);
+  const { text, start, startLineEnd } = head;
+  // The start line may carry UTF-8 (a reason phrase): decode it as such when it is not ASCII.
+  const line = isAscii(text, start, startLineEnd) ? text.slice(start, startLineEnd) : utf8(buf, start, startLineEnd);
+  const startLine = parseStartLine(line, start);
   const bodyEnd = head.bodyStart + bodyLength;
   return new SipMessage({
     startLine,
     source: buf,
-    headText: ascii ? headText : undefined,
+    headText: text,
     startLineRange: [head.start, head.startLineEnd],
     fields: head.headers,
     body: buf.subarray(head.bodyStart, bodyEnd),

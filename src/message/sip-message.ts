@@ -19,7 +19,7 @@ import {
 } from './header-values.js';
 import { NameAddr, parseNameAddr } from './name-addr.js';
 import { SipParseError } from './parse-error.js';
-import { utf8 } from './scanner.js';
+import { isAscii, utf8 } from './scanner.js';
 import type { StartLine } from './start-line.js';
 import { parseUri, type SipUri } from './uri.js';
 import { splitTopLevelCommas } from './value-reader.js';
@@ -61,7 +61,7 @@ export interface SipMessageInit {
   startLine: StartLine;
   /** The bytes the message was read from, when it was parsed. */
   source?: Buffer;
-  /** `source` up to the body decoded as Latin-1, when it is pure ASCII (values are substrings). */
+  /** `source` up to the body decoded as Latin-1 (values are substrings of it). */
   headText?: string | undefined;
   /** [start of the start line, end of the start line text] in `source`. */
   startLineRange?: [number, number];
@@ -501,9 +501,11 @@ export class SipMessage {
 
   private textOf(field: HeaderField): string {
     if (field.text !== undefined) return field.text;
+    // Latin-1 and UTF-8 agree on ASCII; anything else is decoded from the bytes as UTF-8.
+    const head = this.headText;
     let text =
-      this.headText !== undefined
-        ? this.headText.slice(field.valueStart, field.valueEnd)
+      head !== undefined && isAscii(head, field.valueStart, field.valueEnd)
+        ? head.slice(field.valueStart, field.valueEnd)
         : utf8(this.source, field.valueStart, field.valueEnd);
     // RFC 3261 §7.3.1: a fold (line break + white space) is equivalent to one SP.
     if (field.folded) text = text.replace(/[ \t]*\r?\n[ \t]+/g, ' ');

@@ -194,7 +194,7 @@ export class StreamFramer {
   /** The head is complete: scan it once and learn how long the body is. */
   private startMessage(headLength: number): void {
     const view = this.store.subarray(this.readStart, this.readStart + headLength);
-    const head = scanHead(view, 0, this.limits);
+    const head = scanHead(view, this.limits);
     // RFC 3261 §18.3: on a stream, Content-Length is what frames the message; without a usable
     // one the stream cannot be resynchronised (RFC 4475 §3.1.2.3, §3.3.9).
     let length: number | undefined;
