@@ -70,37 +70,50 @@ export function parseNameAddr(text: string, header?: string): NameAddr {
     uriText = readBracketed(reader);
   } else if (c === 0x3c) {
     uriText = readBracketed(reader);
+  } else if (startsWithScheme(text, reader.pos)) {
+    // addr-spec (a display name cannot contain ":"): the URI ends at the first ";" — its own
+    // parameters cannot be told from the header's, so by §20.10 they belong to the header.
+    uriText = reader.until(0x3b);
+    let end = uriText.length;
+    while (end > 0 && (uriText.charCodeAt(end - 1) === 0x20 || uriText.charCodeAt(end - 1) === 0x09)) end--;
+    if (end !== uriText.length) uriText = uriText.slice(0, end);
+    // §20.10: a URI containing a comma, question mark or semicolon must be in <> (RFC 4475 §3.1.2.13).
+    for (let i = 0; i < uriText.length; i++) {
+      const ch = uriText.charCodeAt(i);
+      if (ch <= 0x20 || ch === 0x3c || ch === 0x3e || ch === 0x22 || ch === 0x3f || ch === 0x2c) {
+        reader.fail('white space, <>"?, in an addr-spec (enclose the URI in <>)');
+      }
+    }
   } else {
-    // Either `token *(LWS token) <URI>` or a bare addr-spec: look for "<" after the tokens.
-    const start = reader.pos;
+    // display-name = *(token LWS): single spaces between the words, then <URI>.
     const words: string[] = [];
     for (;;) {
       reader.skipLws();
-      const w = reader.pos;
       const ch = reader.peek();
-      if (ch === -1 || ch === 0x3c) break;
-      if (ch > 0x7f || TOKEN[ch] !== 1) {
-        words.length = 0;
-        break;
-      }
+      if (ch === 0x3c || ch === -1) break;
+      if (ch > 0x7f || TOKEN[ch] !== 1) reader.fail('a display name with characters that need quotes');
       words.push(reader.token());
-      if (reader.pos === w) break;
     }
-    if (words.length > 0 && reader.peek() === 0x3c) {
-      displayName = words.join(' ');
-      uriText = readBracketed(reader);
-    } else {
-      // addr-spec: the URI ends at the first ";" (its own parameters cannot be told from the
-      // header's, so by §20.10 they belong to the header) or at white space.
-      reader.pos = start;
-      uriText = reader.until(';').trimEnd();
-      // §20.10: a URI containing a comma, question mark or semicolon must be in <> (RFC 4475 §3.1.2.13).
-      if (/[\s<>"?,]/.test(uriText)) reader.fail('white space, <>"?, in an addr-spec (enclose the URI in <>)');
-    }
+    if (words.length === 0 || reader.peek() !== 0x3c) reader.fail('expected <URI> after the display name');
+    displayName = words.join(' ');
+    uriText = readBracketed(reader);
   }
   const params = emptyParams();
   readHeaderParams(reader, params);
   return new NameAddr(parseUri(uriText, header), { displayName, params });
+}
+
+/** True when `text` continues at `from` with `scheme ":"` (scheme = ALPHA *(ALPHA / DIGIT / + - .)). */
+function startsWithScheme(text: string, from: number): boolean {
+  let i = from;
+  while (i < text.length) {
+    const c = text.charCodeAt(i);
+    if (c === 0x3a) return i > from;
+    const alpha = (c | 0x20) >= 0x61 && (c | 0x20) <= 0x7a;
+    if (!(alpha || (i > from && ((c >= 0x30 && c <= 0x39) || c === 0x2b || c === 0x2d || c === 0x2e)))) return false;
+    i++;
+  }
+  return false;
 }
 
 function readBracketed(reader: ValueReader): string {

@@ -6,8 +6,8 @@ import { SipParseError } from './parse-error.js';
 const CR = 0x0d;
 const LF = 0x0a;
 const COLON = 0x3a;
-const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
-const LFLF = Buffer.from('\n\n', 'latin1');
+/** Most heads fit in this many bytes; a larger one is decoded again up to the header limit. */
+const FIRST_DECODE = 2048;
 
 /** Limits that bound the work and memory one message may cost. */
 export interface ParseLimits {
@@ -69,20 +69,33 @@ export function scanHead(buf: Buffer, limits: Required<ParseLimits>): ScannedHea
   if (p === end) throw new SipParseError('SIP_EMPTY', 'no SIP message in the data', undefined, 0);
   const start = p;
 
-  // Bound the head: the first CRLFCRLF (or LF LF), capped so a huge datagram costs no more than
-  // the header limit allows.
+  // Decode a prefix that holds nearly every head (cheaper than searching for the empty line
+  // first); when the head turns out longer, decode again up to the header limit.
   const cap = Math.min(end, start + limits.maxHeaderBytes + 4);
-  let headLimit = end;
-  const crlf = buf.indexOf(CRLFCRLF, start);
-  if (crlf !== -1) headLimit = crlf + 4;
-  const lflf = buf.indexOf(LFLF, start);
-  if (lflf !== -1 && lflf + 2 < headLimit) headLimit = lflf + 2;
-  if (headLimit > cap) headLimit = cap;
-  const text = latin1(buf, 0, headLimit);
-  const n = text.length;
+  const first = Math.min(cap, start + FIRST_DECODE);
+  const scanned = scanText(latin1(buf, 0, first), start, limits, first < cap);
+  if (scanned !== undefined) return scanned;
+  const full = scanText(latin1(buf, 0, cap), start, limits, cap < end);
+  if (full === undefined) {
+    throw new SipParseError('SIP_HEADERS_TOO_LARGE', `header section over ${limits.maxHeaderBytes} bytes`, undefined, start);
+  }
+  return full;
+}
 
+/**
+ * Scans a decoded head. Returns undefined when the text ends before the empty line and `more`
+ * says the bytes go on (the caller decodes a longer prefix).
+ */
+function scanText(text: string, start: number, limits: Required<ParseLimits>, more: boolean): ScannedHead | undefined {
+  const n = text.length;
+  let p: number;
+
+  p = start;
   let lf = text.indexOf('\n', p);
-  if (lf === -1) lf = n;
+  if (lf === -1) {
+    if (more) return undefined;
+    lf = n;
+  }
   const startLineEnd = lf > start && text.charCodeAt(lf - 1) === CR ? lf - 1 : lf;
   p = lf + 1;
 
@@ -90,6 +103,7 @@ export function scanHead(buf: Buffer, limits: Required<ParseLimits>): ScannedHea
   let bodyStart = -1;
   while (p < n) {
     const c = text.charCodeAt(p);
+    if (c === CR && p + 1 >= n && more) return undefined;
     if (c === CR && text.charCodeAt(p + 1) === LF) {
       bodyStart = p + 2;
       break;
@@ -109,6 +123,7 @@ export function scanHead(buf: Buffer, limits: Required<ParseLimits>): ScannedHea
     }
     // HCOLON = *( SP / HTAB ) ":" SWS
     while (p < n && isWsp(text.charCodeAt(p))) p++;
+    if (p >= n && more) return undefined; // the prefix ended inside this line: decode more
     if (text.charCodeAt(p) !== COLON) {
       throw new SipParseError('SIP_BAD_HEADER', 'a header name not followed by ":"', undefined, p);
     }
@@ -120,9 +135,11 @@ export function scanHead(buf: Buffer, limits: Required<ParseLimits>): ScannedHea
     for (;;) {
       const eol = text.indexOf('\n', p);
       if (eol === -1) {
+        if (more) return undefined;
         lineEnd = valueEnd = n;
         break;
       }
+      if (eol + 1 >= n && more) return undefined;
       if (eol + 1 < n && isWsp(text.charCodeAt(eol + 1))) {
         folded = true;
         p = eol + 1;
@@ -155,9 +172,10 @@ export function scanHead(buf: Buffer, limits: Required<ParseLimits>): ScannedHea
     p = lineEnd;
   }
   if (bodyStart === -1) {
-    // No empty line: the data ended inside the head (liberal: it ends there), unless the decode
-    // stopped at the cap, in which case the head is simply too large.
-    if (n < end) {
+    // No empty line: either the decoded prefix was too short (decode more, or at the cap the head
+    // is too large), or the datagram ended inside the head (liberal: it ends there).
+    if (more) {
+      if (n - start < limits.maxHeaderBytes) return undefined;
       throw new SipParseError('SIP_HEADERS_TOO_LARGE', `header section over ${limits.maxHeaderBytes} bytes`, undefined, start);
     }
     bodyStart = n;

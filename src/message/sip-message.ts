@@ -32,11 +32,14 @@ const EMPTY = Buffer.alloc(0);
 type Grammar = { list: boolean; parse: (text: string, key: string) => unknown; format: (value: unknown) => string };
 
 const nameAddr = (text: string, key: string): NameAddr => parseNameAddr(text, key);
+const parseCSeqValue = (text: string): CSeq => parseCSeq(text);
 const asString = (value: unknown): string => String(value);
+
+const VIA_GRAMMAR: Grammar = { list: true, parse: (t, k) => parseVia(t, k), format: asString };
 
 /** The headers `update()` and the typed accessors understand. */
 const GRAMMARS: Record<string, Grammar> = {
-  via: { list: true, parse: (t, k) => parseVia(t, k), format: asString },
+  via: VIA_GRAMMAR,
   from: { list: false, parse: nameAddr, format: asString },
   to: { list: false, parse: nameAddr, format: asString },
   contact: { list: true, parse: nameAddr, format: asString },
@@ -50,7 +53,7 @@ const GRAMMARS: Record<string, Grammar> = {
   'p-asserted-identity': { list: true, parse: nameAddr, format: asString },
   cseq: {
     list: false,
-    parse: (t) => parseCSeq(t),
+    parse: parseCSeqValue,
     format: (v) => `${(v as CSeq).seq} ${(v as CSeq).method}`,
   },
   'content-type': { list: false, parse: (t, k) => parseMediaType(t, k), format: (v) => formatMediaType(v as MediaType) },
@@ -93,8 +96,13 @@ export class SipMessage {
 
   private readonly source: Buffer;
   private readonly headText: string | undefined;
-  /** The Via list, parsed on first access: every layer reads it. */
+  // The headers every layer reads, parsed on first access and kept in plain fields (no map
+  // look-ups on the hot path); all are dropped on any header change.
   private viaCache: Via[] | undefined;
+  private fromCache: NameAddr | undefined;
+  private toCache: NameAddr | undefined;
+  private cseqCache: CSeq | undefined;
+  private callIdCache: string | undefined;
   private startLineRange: [number, number] | undefined;
   private readonly fields: HeaderField[];
   private body_: Buffer;
@@ -222,29 +230,41 @@ export class SipMessage {
 
   /** Every Via value, top first (RFC 3261 §20.42). */
   get via(): Via[] {
-    return (this.viaCache ??= this.typedList('via') as Via[]);
+    if (this.viaCache !== undefined) return this.viaCache;
+    const fields = this.fields;
+    let out: Via[] | undefined;
+    for (let i = 0; i < fields.length; i++) {
+      const field = fields[i]!;
+      if (field.key !== 'via') continue;
+      const values = this.parsedValues(field, VIA_GRAMMAR) as Via[];
+      if (out === undefined) out = values.length === 1 ? [values[0]!] : values.slice();
+      else for (const v of values) out.push(v);
+    }
+    return (this.viaCache = out ?? []);
   }
 
   get from(): NameAddr {
-    return this.required('from') as NameAddr;
+    return (this.fromCache ??= this.required('from', nameAddr) as NameAddr);
   }
 
   get to(): NameAddr {
-    return this.required('to') as NameAddr;
+    return (this.toCache ??= this.required('to', nameAddr) as NameAddr);
   }
 
   /** Call-ID = word [ "@" word ] (RFC 3261 §20.8); compared byte for byte. */
   get callId(): string {
-    const value = this.header('call-id');
-    if (value === undefined) throw new SipParseError('SIP_BAD_VALUE', 'no Call-ID header', 'call-id');
-    if (value.length === 0 || /[\s]/.test(value)) {
-      throw new SipParseError('SIP_BAD_VALUE', 'Call-ID is empty or contains white space', 'call-id');
-    }
-    return value;
+    if (this.callIdCache !== undefined) return this.callIdCache;
+    const field = this.firstField('call-id');
+    if (field === undefined) throw new SipParseError('SIP_BAD_VALUE', 'no Call-ID header', 'call-id');
+    const value = this.textOf(field);
+    let ok = value.length > 0;
+    for (let i = 0; ok && i < value.length; i++) ok = value.charCodeAt(i) > 0x20;
+    if (!ok) throw new SipParseError('SIP_BAD_VALUE', 'Call-ID is empty or contains white space', 'call-id');
+    return (this.callIdCache = value);
   }
 
   get cseq(): CSeq {
-    return this.required('cseq') as CSeq;
+    return (this.cseqCache ??= this.required('cseq', parseCSeqValue) as CSeq);
   }
 
   /** Max-Forwards (0–255, RFC 3261 §20.22), undefined when absent. */
@@ -481,6 +501,9 @@ export class SipMessage {
     this.encoded = undefined;
     this.listCache.clear();
     this.viaCache = undefined;
+    this.fromCache = this.toCache = undefined;
+    this.cseqCache = undefined;
+    this.callIdCache = undefined;
   }
 
   private newField(name: string, key: string, text: string): HeaderField {
@@ -534,17 +557,23 @@ export class SipMessage {
     return out;
   }
 
-  private optional(key: string): unknown {
-    for (const field of this.fields) {
-      if (field.key === key) return this.parsedValues(field, GRAMMARS[key]!)[0];
-    }
+  private firstField(key: string): HeaderField | undefined {
+    const fields = this.fields;
+    for (let i = 0; i < fields.length; i++) if (fields[i]!.key === key) return fields[i];
     return undefined;
   }
 
-  private required(key: string): unknown {
-    const value = this.optional(key);
-    if (value === undefined) throw new SipParseError('SIP_BAD_VALUE', `no ${canonicalHeaderName(key)} header`, key);
-    return value;
+  private optional(key: string): unknown {
+    const field = this.firstField(key);
+    return field === undefined ? undefined : this.parsedValues(field, GRAMMARS[key]!)[0];
+  }
+
+  /** The first value of a single-valued header, parsed with `parse` (cached on the field). */
+  private required(key: string, parse: (text: string, key: string) => unknown): unknown {
+    const field = this.firstField(key);
+    if (field === undefined) throw new SipParseError('SIP_BAD_VALUE', `no ${canonicalHeaderName(key)} header`, key);
+    if (field.parsed === undefined) field.parsed = [parse(this.textOf(field), key)];
+    return (field.parsed as unknown[])[0];
   }
 
 }

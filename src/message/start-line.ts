@@ -13,27 +13,38 @@ export interface StartLine {
   problem: string | undefined;
 }
 
-const VERSION = /^SIP\/\d+\.\d+$/i;
-
 /**
  * Request-Line = Method SP Request-URI SP SIP-Version CRLF   (RFC 3261 §7.1)
  * Status-Line  = SIP-Version SP Status-Code SP Reason-Phrase CRLF   (§7.2)
  * Extra or trailing spaces and odd status codes are read and reported as a `problem` so the
  * receiver can still answer 400 (RFC 4475 §3.1.2.9, §3.1.2.10) instead of staying silent.
+ * `offset` is where the line starts in the message, for error offsets.
  */
-export function parseStartLine(line: string, start: number): StartLine {
-  if (line.length >= 4 && (line.charCodeAt(0) | 0x20) === 0x73 && (line.charCodeAt(1) | 0x20) === 0x69 &&
-    (line.charCodeAt(2) | 0x20) === 0x70 && line.charCodeAt(3) === 0x2f) {
-    return parseStatusLine(line, start);
+export function parseStartLine(line: string, offset: number): StartLine {
+  const versionEnd = versionLength(line, 0);
+  if (versionEnd > 0 && (versionEnd === line.length || line.charCodeAt(versionEnd) === 0x20)) {
+    return parseStatusLine(line, versionEnd, offset);
   }
-  return parseRequestLine(line, start);
+  return parseRequestLine(line, offset);
 }
 
-function parseStatusLine(line: string, offset: number): StartLine {
-  const sp = line.indexOf(' ');
-  const version = sp === -1 ? line : line.slice(0, sp);
-  if (!VERSION.test(version)) throw badLine('not a SIP version in the status line', offset);
-  let p = sp + 1;
+/** The length of `SIP/1*DIGIT.1*DIGIT` (any case) at `from`, or 0 when there is none. */
+function versionLength(line: string, from: number): number {
+  if (line.length - from < 7) return 0;
+  if ((line.charCodeAt(from) | 0x20) !== 0x73 || (line.charCodeAt(from + 1) | 0x20) !== 0x69 ||
+    (line.charCodeAt(from + 2) | 0x20) !== 0x70 || line.charCodeAt(from + 3) !== 0x2f) return 0;
+  let p = from + 4;
+  const major = p;
+  while (p < line.length && isDigit(line.charCodeAt(p))) p++;
+  if (p === major || line.charCodeAt(p) !== 0x2e) return 0;
+  const minor = ++p;
+  while (p < line.length && isDigit(line.charCodeAt(p))) p++;
+  return p === minor ? 0 : p - from;
+}
+
+function parseStatusLine(line: string, versionEnd: number, offset: number): StartLine {
+  const version = line.slice(0, versionEnd);
+  let p = versionEnd + 1;
   let problem: string | undefined;
   while (line.charCodeAt(p) === 0x20) {
     p++;
@@ -45,7 +56,7 @@ function parseStatusLine(line: string, offset: number): StartLine {
     if (p - codeStart < 16) status = status * 10 + line.charCodeAt(p) - 0x30;
     p++;
   }
-  if (sp === -1 || p === codeStart) throw badLine('no status code in the status line', offset);
+  if (p === codeStart) throw badLine('no status code in the status line', offset);
   if (p - codeStart !== 3) problem = 'the status code is not three digits';
   if (p < line.length && line.charCodeAt(p) !== 0x20) throw badLine('status code followed by a non-SP', offset + p);
   // Reason-Phrase = *(reserved / unreserved / escaped / UTF8-NONASCII / UTF8-CONT / SP / HTAB): may be empty.
@@ -54,23 +65,39 @@ function parseStatusLine(line: string, offset: number): StartLine {
 }
 
 function parseRequestLine(line: string, offset: number): StartLine {
+  const n = line.length;
   let p = 0;
-  while (p < line.length) {
-    const c = line.charCodeAt(p);
-    if (c > 0x7f || TOKEN[c] !== 1) break;
-    p++;
-  }
+  while (p < n && TOKEN[line.charCodeAt(p)] === 1) p++;
   if (p === 0) throw badLine('the start line begins with neither a method nor SIP/', offset);
   if (line.charCodeAt(p) !== 0x20) throw badLine('the method is not followed by SP', offset + p);
   const method = line.slice(0, p);
-  const lastSp = line.trimEnd().lastIndexOf(' ');
-  const version = line.slice(lastSp + 1).trimEnd();
-  if (lastSp <= p || !VERSION.test(version)) throw badLine('no SIP version at the end of the request line', offset);
-  const uriText = line.slice(p + 1, lastSp);
+  // The version is the last word; trailing white space is read past and reported.
+  let end = n;
+  while (end > p && (line.charCodeAt(end - 1) === 0x20 || line.charCodeAt(end - 1) === 0x09)) end--;
+  let versionStart = end;
+  while (versionStart > p && line.charCodeAt(versionStart - 1) !== 0x20) versionStart--;
+  if (versionStart <= p + 1 || versionLength(line, versionStart) !== end - versionStart) {
+    throw badLine('no SIP version at the end of the request line', offset);
+  }
+  const version = line.slice(versionStart, end);
+  let uriStart = p + 1;
+  let uriEnd = versionStart - 1;
   let problem: string | undefined;
-  if (line.length !== lastSp + 1 + version.length) problem = 'white space after the SIP version';
-  else if (uriText.length === 0 || /[ \t]/.test(uriText)) problem = 'more than single SPs between request-line elements';
-  return { isRequest: true, method, uriText: uriText.trim(), version, status: 0, reason: '', problem };
+  if (end !== n) problem = 'white space after the SIP version';
+  if (line.charCodeAt(uriStart) === 0x20 || line.charCodeAt(uriEnd - 1) === 0x20) {
+    problem = 'more than one SP between request-line elements';
+    while (uriStart < uriEnd && line.charCodeAt(uriStart) === 0x20) uriStart++;
+    while (uriEnd > uriStart && line.charCodeAt(uriEnd - 1) === 0x20) uriEnd--;
+  }
+  if (uriEnd <= uriStart) throw badLine('no Request-URI', offset);
+  for (let i = uriStart; i < uriEnd; i++) {
+    const c = line.charCodeAt(i);
+    if (c === 0x20 || c === 0x09) {
+      problem ??= 'white space inside the Request-URI';
+      break;
+    }
+  }
+  return { isRequest: true, method, uriText: line.slice(uriStart, uriEnd), version, status: 0, reason: '', problem };
 }
 
 function badLine(why: string, offset: number): SipParseError {

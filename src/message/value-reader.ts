@@ -81,24 +81,12 @@ export class ValueReader {
     return this.fail('unterminated quoted string');
   }
 
-  /** Everything up to (not including) the first of `stops` outside quotes, or to the end. */
-  until(stops: string): string {
+  /** Everything up to (not including) the first `stop` character, or to the end. */
+  until(stop: number): string {
     const s = this.text;
     const start = this.pos;
-    let i = start;
-    while (i < s.length) {
-      const c = s.charCodeAt(i);
-      if (c === 0x22) {
-        const save = this.pos;
-        this.pos = i;
-        this.quotedRaw();
-        i = this.pos;
-        this.pos = save;
-        continue;
-      }
-      if (stops.indexOf(s[i]!) !== -1) break;
-      i++;
-    }
+    let i = s.indexOf(String.fromCharCode(stop), start);
+    if (i === -1) i = s.length;
     this.pos = i;
     return s.slice(start, i);
   }

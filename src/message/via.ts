@@ -21,7 +21,7 @@ export class Via {
   /** `params` is used as given (not copied). */
   constructor(init: { protocol?: string; transport: string; host: string; port?: number | undefined; params?: Params }) {
     this.protocol = init.protocol ?? 'SIP/2.0';
-    this.transport = init.transport.toUpperCase();
+    this.transport = upperTransport(init.transport);
     this.host = init.host;
     this.port = init.port;
     this.params = init.params ?? emptyParams();
@@ -87,18 +87,52 @@ const COLON = 0x3a;
 /** Parses one Via value (already split from its neighbours at top-level commas). */
 export function parseVia(text: string, header = 'via'): Via {
   const reader = new ValueReader(text, header);
-  reader.skipLws();
-  const name = reader.token('a protocol name');
-  reader.expect(SLASH, '"/"');
-  const version = reader.token('a protocol version');
-  reader.expect(SLASH, '"/"');
+  let protocol: string;
+  if (text.startsWith('SIP/2.0/')) {
+    // The form nearly every Via has: no white space inside sent-protocol.
+    reader.pos = 8;
+    reader.skipLws();
+    protocol = 'SIP/2.0';
+  } else {
+    reader.skipLws();
+    const name = reader.token('a protocol name');
+    reader.expect(SLASH, '"/"');
+    const version = reader.token('a protocol version');
+    reader.expect(SLASH, '"/"');
+    protocol = `${name}/${version}`;
+  }
   const transport = reader.token('a transport');
+  const before = reader.pos;
   reader.skipLws();
+  if (reader.pos === before) reader.fail('expected white space before sent-by');
   if (reader.pos === text.length) reader.fail('no sent-by');
   const { host, port } = readHostPort(reader);
   const params = emptyParams();
   readHeaderParams(reader, params);
-  return new Via({ protocol: `${name}/${version}`, transport, host, port, params });
+  return new Via({ protocol, transport, host, port, params });
+}
+
+/** Transport names uppercased, the usual ones as constants (no allocation per Via). */
+function upperTransport(transport: string): string {
+  switch (transport) {
+    case 'UDP':
+    case 'udp':
+      return 'UDP';
+    case 'TCP':
+    case 'tcp':
+      return 'TCP';
+    case 'TLS':
+    case 'tls':
+      return 'TLS';
+    case 'WS':
+    case 'ws':
+      return 'WS';
+    case 'WSS':
+    case 'wss':
+      return 'WSS';
+    default:
+      return transport.toUpperCase();
+  }
 }
 
 /** host [ COLON port ], host being a hostname, IPv4 address or IPv6 reference. */

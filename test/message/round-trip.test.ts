@@ -213,6 +213,29 @@ describe('round trips', () => {
   });
 });
 
+describe('heads longer than the first decode (2 KiB)', () => {
+  it('parse identically wherever the 2 KiB boundary falls: in a name, a value, a fold or the empty line', () => {
+    for (let pad = 1; pad <= 260; pad++) {
+      const head =
+        'OPTIONS sip:a@example.com SIP/2.0\r\nVia: SIP/2.0/UDP h.example.com;branch=z9hG4bK1\r\n' +
+        `X-Long: ${'v'.repeat(1800)}\r\nX-Pad: ${'a'.repeat(pad)}\r\n  folded\r\n` +
+        'From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n';
+      const m = parseMessage(head);
+      expect(m.headerNames(), `pad ${pad}`).to.have.length(8);
+      expect(m.header('x-pad')).to.equal(`${'a'.repeat(pad)} folded`);
+      expect(m.cseq.seq).to.equal(1);
+      expect(Buffer.compare(m.toBuffer(), Buffer.from(head))).to.equal(0);
+    }
+  });
+
+  it('a head over maxHeaderBytes is refused with SIP_HEADERS_TOO_LARGE', () => {
+    const head = `OPTIONS sip:a@example.com SIP/2.0\r\nX-Big: ${'b'.repeat(5000)}\r\n\r\n`;
+    expect(() => parseMessage(head, { maxHeaderBytes: 4096 }))
+      .to.throw(SipParseError)
+      .with.property('code', 'SIP_HEADERS_TOO_LARGE');
+  });
+});
+
 describe('building messages', () => {
   it('createRequest fills what RFC 3261 §8.1.1 requires and validates', () => {
     const request = createRequest({
