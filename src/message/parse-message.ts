@@ -45,7 +45,7 @@ export function buildMessage(buf: Buffer, head: ScannedHead, bodyLength: number,
     headText: text,
     startLineRange: [head.start, head.startLineEnd],
     fields: head.headers,
-    body: buf.subarray(head.bodyStart, bodyEnd),
+    bodyStart: head.bodyStart,
     sourceEnd: bodyEnd,
     bodyTruncated: truncated,
   });

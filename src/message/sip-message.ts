@@ -72,6 +72,8 @@ export interface SipMessageInit {
   body?: Buffer;
   /** Where the message ended in `source` (after the body), for byte-exact re-serialization. */
   sourceEnd?: number;
+  /** Where the body starts in `source` (the body is created lazily from it). */
+  bodyStart?: number;
   /** Content-Length promised more bytes than the datagram held (RFC 3261 §18.3). */
   bodyTruncated?: boolean;
 }
@@ -105,7 +107,10 @@ export class SipMessage {
   private callIdCache: string | undefined;
   private startLineRange: [number, number] | undefined;
   private readonly fields: HeaderField[];
-  private body_: Buffer;
+  /** Created on first access for parsed messages: most hops never look at the body. */
+  private body_: Buffer | undefined;
+  private readonly bodyStart: number;
+  private readonly bodyEnd: number;
   private sourceEnd: number;
   /** Serialized bytes, kept until the next change: encode once, send and retransmit many times. */
   private encoded: Buffer | undefined;
@@ -126,8 +131,10 @@ export class SipMessage {
     this.headText = init.headText;
     this.startLineRange = init.startLineRange;
     this.fields = init.fields ?? [];
-    this.body_ = init.body ?? EMPTY;
-    this.sourceEnd = init.sourceEnd ?? -1;
+    this.body_ = init.body;
+    this.bodyStart = init.bodyStart ?? -1;
+    this.bodyEnd = init.sourceEnd ?? -1;
+    this.sourceEnd = this.bodyEnd;
     this.bodyTruncated = init.bodyTruncated ?? false;
   }
 
@@ -233,12 +240,22 @@ export class SipMessage {
     if (this.viaCache !== undefined) return this.viaCache;
     const fields = this.fields;
     let out: Via[] | undefined;
+    let shared = false;
     for (let i = 0; i < fields.length; i++) {
       const field = fields[i]!;
       if (field.key !== 'via') continue;
       const values = this.parsedValues(field, VIA_GRAMMAR) as Via[];
-      if (out === undefined) out = values.length === 1 ? [values[0]!] : values.slice();
-      else for (const v of values) out.push(v);
+      // One Via line (the usual case) shares the field's array; more are joined in a new one.
+      if (out === undefined) {
+        out = values;
+        shared = true;
+      } else {
+        if (shared) {
+          out = out.slice();
+          shared = false;
+        }
+        for (const v of values) out.push(v);
+      }
     }
     return (this.viaCache = out ?? []);
   }
@@ -282,7 +299,7 @@ export class SipMessage {
   /** Content-Length in bytes; the body's length when the header is absent. */
   get contentLength(): number {
     const v = this.header('content-length');
-    return v === undefined ? this.body_.length : parseBoundedUInt(v, 'content-length', MAX_UINT32);
+    return v === undefined ? this.body.length : parseBoundedUInt(v, 'content-length', MAX_UINT32);
   }
 
   /** The Content-Type value as written, undefined when absent. */
@@ -363,6 +380,9 @@ export class SipMessage {
 
   /** The body: exactly Content-Length bytes (extra datagram bytes are not part of it). */
   get body(): Buffer {
+    if (this.body_ === undefined) {
+      this.body_ = this.bodyStart >= 0 ? this.source.subarray(this.bodyStart, this.bodyEnd) : EMPTY;
+    }
     return this.body_;
   }
 
@@ -449,7 +469,7 @@ export class SipMessage {
     this.body_ = typeof body === 'string' ? Buffer.from(body, 'utf8') : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
     this.setHeader('Content-Length', String(this.body_.length));
     if (contentType !== undefined) this.setHeader('Content-Type', contentType);
-    else if (this.body_.length === 0) this.removeHeader('Content-Type');
+    else if (body.length === 0) this.removeHeader('Content-Type');
     this.encoded = undefined;
   }
 
@@ -469,7 +489,7 @@ export class SipMessage {
       if (!field.dirty) parts.push(this.source.subarray(field.lineStart, field.lineEnd));
       else parts.push(Buffer.from(`${field.name}: ${field.text ?? ''}\r\n`, 'utf8'));
     }
-    parts.push(CRLF, this.body_);
+    parts.push(CRLF, this.body);
     return (this.encoded = Buffer.concat(parts));
   }
 
@@ -538,9 +558,13 @@ export class SipMessage {
   private parsedValues(field: HeaderField, grammar: Grammar): unknown[] {
     if (field.parsed !== undefined) return field.parsed as unknown[];
     const text = this.textOf(field);
-    const values = grammar.list
-      ? splitTopLevelCommas(text).map((v) => grammar.parse(v, field.key))
-      : [grammar.parse(text, field.key)];
+    let values: unknown[];
+    if (!grammar.list || text.indexOf(',') === -1) values = [grammar.parse(text, field.key)];
+    else {
+      const parts = splitTopLevelCommas(text);
+      values = new Array<unknown>(parts.length);
+      for (let i = 0; i < parts.length; i++) values[i] = grammar.parse(parts[i]!, field.key);
+    }
     field.parsed = values;
     return values;
   }

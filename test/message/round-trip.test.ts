@@ -318,3 +318,18 @@ describe('validation verdicts beyond the torture tests', () => {
     expect(validateMessage(m)).to.deep.equal({ action: 'accept' });
   });
 });
+
+describe('the body of a parsed message', () => {
+  it('stays the same after header changes (it is taken from the source lazily)', () => {
+    const m = parseMessage(
+      'MESSAGE sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP a.example.com;branch=z9hG4bK1\r\nFrom: <sip:a@example.com>;tag=1\r\n' +
+        'To: <sip:b@example.com>\r\nCall-ID: c\r\nCSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello',
+    );
+    m.prependHeader('Via', 'SIP/2.0/UDP p.example.com;branch=z9hG4bK2');
+    m.removeHeader('call-id');
+    expect(m.body.toString()).to.equal('hello');
+    const again = parseMessage(m.toBuffer());
+    expect(again.body.toString()).to.equal('hello');
+    expect(again.via).to.have.length(2);
+  });
+});
