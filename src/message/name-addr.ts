@@ -13,14 +13,33 @@ import { quote, unquote, ValueReader } from './value-reader.js';
 export class NameAddr {
   /** Without quotes, quoted-pairs resolved; `undefined` when there is none. */
   displayName: string | undefined;
-  uri: SipUri;
   params: Params;
+  /** The URI, parsed on first access: a transaction layer reads the tag, not the URI. */
+  private uri_: SipUri | undefined;
+  private uriText: string;
+  private readonly header: string | undefined;
 
-  /** `params` is used as given (not copied). */
-  constructor(uri: SipUri, init: { displayName?: string | undefined; params?: Params } = {}) {
-    this.uri = uri;
+  /** `params` is used as given (not copied). `uri` may be URI text, parsed when first read. */
+  constructor(uri: SipUri | string, init: { displayName?: string | undefined; params?: Params; header?: string } = {}) {
+    if (typeof uri === 'string') {
+      this.uri_ = undefined;
+      this.uriText = uri;
+    } else {
+      this.uri_ = uri;
+      this.uriText = '';
+    }
+    this.header = init.header;
     this.displayName = init.displayName;
     this.params = init.params ?? emptyParams();
+  }
+
+  /** The URI; throws `SipParseError` (SIP_BAD_URI) when the text is not a URI. */
+  get uri(): SipUri {
+    return (this.uri_ ??= parseUri(this.uriText, this.header));
+  }
+
+  set uri(uri: SipUri) {
+    this.uri_ = uri;
   }
 
   get tag(): string | undefined {
@@ -100,7 +119,7 @@ export function parseNameAddr(text: string, header?: string): NameAddr {
   }
   const params = emptyParams();
   readHeaderParams(reader, params);
-  return new NameAddr(parseUri(uriText, header), { displayName, params });
+  return new NameAddr(uriText, { displayName, params, header });
 }
 
 /** True when `text` continues at `from` with `scheme ":"` (scheme = ALPHA *(ALPHA / DIGIT / + - .)). */

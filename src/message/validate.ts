@@ -124,9 +124,9 @@ function checkRequest(m: SipMessage, options: ValidationOptions): void {
   if (m.hasHeader('expires')) parseBoundedUInt(m.header('expires') ?? '', 'expires', MAX_UINT32);
   // Contact, Route and Record-Route steer dialogs and registrations: a malformed one is a 400
   // (RFC 4475 §3.1.2.13) rather than a surprise deep in the TU.
-  void m.contact;
-  void m.route;
-  void m.recordRoute;
+  for (const value of m.contact) void value.uri;
+  for (const value of m.route) void value.uri;
+  for (const value of m.recordRoute) void value.uri;
   // §8.1.1.5, RFC 4475 §3.1.2.17–18: the CSeq method matches the request method; a mismatch on
   // a method we do not know is better answered 501.
   const cseq = m.cseq;
@@ -212,8 +212,8 @@ function checkMandatory(m: SipMessage): void {
     if (m.headers(name).length > 1) throw new Refusal(400, `more than one ${name} value`);
   }
   if (m.via.length === 0) throw new Refusal(400, 'empty Via');
-  void m.from;
-  void m.to;
+  void m.from.uri;
+  void m.to.uri;
   void m.callId;
   void m.cseq;
 }
