@@ -12,6 +12,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { parseMessage, validateMessage, verdictCode, StreamFramer, SipParseError } from '../../src/index.js';
+import { mulberry32, pick, randInt, type Rng } from '../support/random.js';
+import { CRLF, sip } from '../support/sip-bytes.js';
 
 type SipMessage = ReturnType<typeof parseMessage>;
 type ParseLimits = NonNullable<Parameters<typeof parseMessage>[1]>;
@@ -21,19 +23,6 @@ type FramedItem = ReturnType<StreamFramer['push']>[number];
 // PRNG
 // ---------------------------------------------------------------------------------------------
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-type Rng = () => number;
-const randInt = (rng: Rng, lo: number, hi: number): number => lo + Math.floor(rng() * (hi - lo + 1));
-const pick = <T>(rng: Rng, arr: readonly T[]): T => arr[Math.floor(rng() * arr.length)]!;
 
 const GLOBAL_SEED = process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) >>> 0 : 0x51e7fa11;
 const PER_BASE = process.env.FUZZ_PER_BASE ? Number(process.env.FUZZ_PER_BASE) : 80;
@@ -56,12 +45,6 @@ function mutantSeed(baseIndex: number, i: number): number {
 // Base messages: a hand-written well-formed corpus plus every RFC 4475 / RFC 5118 fixture
 // ---------------------------------------------------------------------------------------------
 
-const CRLF = '\r\n';
-function sip(head: string[], body = ''): Buffer {
-  const bodyBytes = Buffer.from(body, 'utf8');
-  const text = head.map((l) => l.replace('{CL}', String(bodyBytes.length))).join(CRLF) + CRLF + CRLF;
-  return Buffer.concat([Buffer.from(text, 'utf8'), bodyBytes]);
-}
 
 const SDP =
   'v=0\r\no=alice 2890844526 2890844526 IN IP4 client.atlanta.example.com\r\ns=-\r\nc=IN IP4 192.0.2.101\r\n' +

@@ -12,6 +12,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { StreamFramer, SipParseError, parseMessage } from '../../src/index.js';
+import { mulberry32, randInt } from '../support/random.js';
+import { CRLF, sip } from '../support/sip-bytes.js';
 
 type FramedItem = ReturnType<StreamFramer['push']>[number];
 
@@ -19,33 +21,9 @@ type FramedItem = ReturnType<StreamFramer['push']>[number];
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-/** mulberry32: a tiny deterministic PRNG, so every random chunking can be reproduced from its seed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-function randInt(rng: () => number, lo: number, hi: number): number {
-  return lo + Math.floor(rng() * (hi - lo + 1));
-}
 
-const CRLF = '\r\n';
 const b = (s: string): Buffer => Buffer.from(s, 'utf8');
 
-/**
- * Builds a message from its head lines and body; `{CL}` in a head line is replaced by the body's
- * length in BYTES (UTF-8), which is what Content-Length counts.
- */
-function sip(head: string[], body = ''): Buffer {
-  const bodyBytes = b(body);
-  const text = head.map((l) => l.replace('{CL}', String(bodyBytes.length))).join(CRLF) + CRLF + CRLF;
-  return Buffer.concat([b(text), bodyBytes]);
-}
 
 /** A short JSON-escaped rendering of bytes for assertion messages. */
 function show(bytes: Uint8Array, max = 120): string {
