@@ -1,6 +1,5 @@
 import { isDigit } from './char-class.js';
 import { emptyParams, formatParams, readHeaderParams, type Params } from './params.js';
-import { SipParseError } from './parse-error.js';
 import { ValueReader } from './value-reader.js';
 
 /** CSeq = 1*DIGIT LWS Method (RFC 3261 §20.16); the number is below 2^31 when sent by us and
@@ -184,6 +183,3 @@ function unquoteAuth(quoted: string): string {
   return inner.indexOf('\\') === -1 ? inner : inner.replace(/\\(.)/g, '$1');
 }
 
-export function badValue(header: string, why: string): SipParseError {
-  return new SipParseError('SIP_BAD_VALUE', `${header}: ${why}`, header);
-}

@@ -115,7 +115,7 @@ export class SipMessage {
   /** Serialized bytes, kept until the next change: encode once, send and retransmit many times. */
   private encoded: Buffer | undefined;
   /** Flattened typed lists (`via`, `contact`…), dropped on any header change. */
-  private readonly listCache = new Map<string, unknown[]>();
+  private listCache: Map<string, unknown[]> | undefined;
 
   constructor(init: SipMessageInit) {
     const line = init.startLine;
@@ -519,7 +519,7 @@ export class SipMessage {
   private headersChanged(): void {
     this.sourceEnd = -1;
     this.encoded = undefined;
-    this.listCache.clear();
+    this.listCache = undefined;
     this.viaCache = undefined;
     this.fromCache = this.toCache = undefined;
     this.cseqCache = undefined;
@@ -570,14 +570,14 @@ export class SipMessage {
   }
 
   private typedList(key: string): unknown[] {
-    const cached = this.listCache.get(key);
+    const cached = this.listCache?.get(key);
     if (cached) return cached;
     const grammar = GRAMMARS[key]!;
     const out: unknown[] = [];
     for (const field of this.fields) {
       if (field.key === key) for (const v of this.parsedValues(field, grammar)) out.push(v);
     }
-    this.listCache.set(key, out);
+    (this.listCache ??= new Map()).set(key, out);
     return out;
   }
 

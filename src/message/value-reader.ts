@@ -91,11 +91,6 @@ export class ValueReader {
     return s.slice(start, i);
   }
 
-  rest(): string {
-    const r = this.text.slice(this.pos);
-    this.pos = this.text.length;
-    return r;
-  }
 
   fail(message: string): never {
     const where = this.header ? `${this.header}: ` : '';
