@@ -66,8 +66,9 @@ export interface SipMessageInit {
   source?: Buffer;
   /** `source` up to the body decoded as Latin-1 (values are substrings of it). */
   headText?: string | undefined;
-  /** [start of the start line, end of the start line text] in `source`. */
-  startLineRange?: [number, number];
+  /** Where the start line's text begins and ends in `source`. */
+  startLineStart?: number;
+  startLineEnd?: number;
   fields?: HeaderField[];
   body?: Buffer;
   /** Where the message ended in `source` (after the body), for byte-exact re-serialization. */
@@ -105,7 +106,9 @@ export class SipMessage {
   private toCache: NameAddr | undefined;
   private cseqCache: CSeq | undefined;
   private callIdCache: string | undefined;
-  private startLineRange: [number, number] | undefined;
+  /** The start line's bytes in `source` while it is unchanged; -1 once it must be re-encoded. */
+  private startLineStart: number;
+  private readonly startLineEnd: number;
   private readonly fields: HeaderField[];
   /** Created on first access for parsed messages: most hops never look at the body. */
   private body_: Buffer | undefined;
@@ -129,7 +132,17 @@ export class SipMessage {
     this.startLineProblem = line.problem;
     this.source = init.source ?? EMPTY;
     this.headText = init.headText;
-    this.startLineRange = init.startLineRange;
+    // Every field is set here, in one order, so all messages share one hidden class however
+    // their accessors are used later.
+    this.viaCache = undefined;
+    this.fromCache = undefined;
+    this.toCache = undefined;
+    this.cseqCache = undefined;
+    this.callIdCache = undefined;
+    this.encoded = undefined;
+    this.listCache = undefined;
+    this.startLineStart = init.startLineStart ?? -1;
+    this.startLineEnd = init.startLineEnd ?? -1;
     this.fields = init.fields ?? [];
     this.body_ = init.body;
     this.bodyStart = init.bodyStart ?? -1;
@@ -478,11 +491,11 @@ export class SipMessage {
   /** The message as bytes: the original bytes when nothing changed, else a fresh encoding. Cached. */
   toBuffer(): Buffer {
     if (this.encoded) return this.encoded;
-    if (this.startLineRange && this.sourceEnd >= 0) {
-      return (this.encoded = this.source.subarray(this.startLineRange[0], this.sourceEnd));
+    if (this.startLineStart >= 0 && this.sourceEnd >= 0) {
+      return (this.encoded = this.source.subarray(this.startLineStart, this.sourceEnd));
     }
     const parts: Buffer[] = [];
-    if (this.startLineRange) parts.push(this.source.subarray(this.startLineRange[0], this.startLineRange[1]));
+    if (this.startLineStart >= 0) parts.push(this.source.subarray(this.startLineStart, this.startLineEnd));
     else parts.push(Buffer.from(this.startLineText(), 'utf8'));
     parts.push(CRLF);
     for (const field of this.fields) {
@@ -511,7 +524,7 @@ export class SipMessage {
   }
 
   private startLineChanged(): void {
-    this.startLineRange = undefined;
+    this.startLineStart = -1;
     this.sourceEnd = -1;
     this.encoded = undefined;
   }
