@@ -333,3 +333,22 @@ describe('the body of a parsed message', () => {
     expect(again.via).to.have.length(2);
   });
 });
+
+describe('clone()', () => {
+  it('is a deep copy: the same bytes, and changes to either side stay on that side', () => {
+    const original = parseMessage(
+      'INVITE sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP a.example.com;branch=z9hG4bK1\r\nFrom: <sip:a@example.com>;tag=1\r\n' +
+        'To: <sip:b@example.com>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi',
+    );
+    const copy = original.clone();
+    expect(Buffer.compare(copy.toBuffer(), original.toBuffer())).to.equal(0);
+    copy.update<Via>('via', 0, (via) => {
+      via.branch = 'z9hG4bK2';
+    });
+    copy.setBody('bye', 'text/plain');
+    expect(original.via[0]!.branch).to.equal('z9hG4bK1');
+    expect(original.body.toString()).to.equal('hi');
+    expect(copy.via[0]!.branch).to.equal('z9hG4bK2');
+    expect(parseMessage(copy.toBuffer()).body.toString()).to.equal('bye');
+  });
+});
