@@ -570,6 +570,28 @@ export class SipMessage {
 
   private parsedValues(field: HeaderField, grammar: Grammar): unknown[] {
     if (field.parsed !== undefined) return field.parsed as unknown[];
+    try {
+      return this.parseField(field, grammar);
+    } catch (error) {
+      // Inside a comma-split element the reader's position is relative to the element.
+      throw this.locate(error, field, !grammar.list || field.text === undefined || field.text.indexOf(',') === -1);
+    }
+  }
+
+  /**
+   * A grammar error from a value, with its offset made a byte offset in the message: the value's
+   * start plus the position inside it when the value is one unfolded ASCII run (otherwise the
+   * value's start).
+   */
+  private locate(error: unknown, field: HeaderField, positional = true): unknown {
+    if (!(error instanceof SipParseError) || field.lineStart < 0) return error;
+    const exact = positional && !field.folded && error.offset >= 0 && field.text !== undefined &&
+      field.text.length === field.valueEnd - field.valueStart && isAscii(field.text, 0, field.text.length);
+    const offset = field.valueStart + (exact && error.offset <= field.text!.length ? error.offset : 0);
+    return new SipParseError(error.code, error.message, error.header ?? field.key, offset);
+  }
+
+  private parseField(field: HeaderField, grammar: Grammar): unknown[] {
     const text = this.textOf(field);
     let values: unknown[];
     if (!grammar.list || text.indexOf(',') === -1) values = [grammar.parse(text, field.key)];
@@ -609,7 +631,13 @@ export class SipMessage {
   private required(key: string, parse: (text: string, key: string) => unknown): unknown {
     const field = this.firstField(key);
     if (field === undefined) throw new SipParseError('SIP_BAD_VALUE', `no ${canonicalHeaderName(key)} header`, key);
-    if (field.parsed === undefined) field.parsed = [parse(this.textOf(field), key)];
+    if (field.parsed === undefined) {
+      try {
+        field.parsed = [parse(this.textOf(field), key)];
+      } catch (error) {
+        throw this.locate(error, field);
+      }
+    }
     return (field.parsed as unknown[])[0];
   }
 

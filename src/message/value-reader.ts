@@ -92,9 +92,11 @@ export class ValueReader {
   }
 
 
+  /** Throws with `offset` set to the character position in the value (the message makes it a
+   *  byte offset in the message when it knows where the value starts). */
   fail(message: string): never {
     const where = this.header ? `${this.header}: ` : '';
-    throw new SipParseError(this.code, `${where}${message} at character ${this.pos}`, this.header);
+    throw new SipParseError(this.code, `${where}${message} at character ${this.pos}`, this.header, this.pos);
   }
 }
 

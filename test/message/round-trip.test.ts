@@ -352,3 +352,27 @@ describe('clone()', () => {
     expect(parseMessage(copy.toBuffer()).body.toString()).to.equal('bye');
   });
 });
+
+describe('SipParseError offsets for header values', () => {
+  it('point at the offending byte of the message, and name the header', () => {
+    const text =
+      'OPTIONS sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP a.example.com;;branch=z9hG4bK1\r\nFrom: <sip:a@example.com>;tag=1\r\n' +
+      'To: <sip:b@example.com>\r\nCall-ID: c\r\nCSeq: 1x OPTIONS\r\nContent-Length: 0\r\n\r\n';
+    const m = parseMessage(text);
+    const viaError = (() => {
+      try {
+        void m.via;
+      } catch (error) {
+        return error as SipParseError;
+      }
+      throw new Error('no error');
+    })();
+    expect(viaError).to.be.instanceOf(SipParseError);
+    expect(viaError.code).to.equal('SIP_BAD_VALUE');
+    expect(viaError.header).to.equal('via');
+    expect(text.slice(viaError.offset, viaError.offset + 2)).to.equal(';b');
+    expect(() => m.cseq)
+      .to.throw(SipParseError)
+      .that.satisfies((e: SipParseError) => e.header === 'cseq' && text.slice(e.offset, e.offset + 1) === 'x');
+  });
+});
