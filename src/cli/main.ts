@@ -2,6 +2,7 @@
 // The `parley` command. This is the only place that prints for people; the library never does.
 import { readFileSync } from 'node:fs';
 import { parseCommand } from './parse-command.js';
+import { responderCommand } from './responder-command.js';
 
 const USAGE = `Usage: parley <command> [arguments]
 
@@ -10,6 +11,10 @@ Commands:
                     {"file","ok":true,"kind","method"|"status","reject":null|CODE|"drop"}
                     or {"file","ok":false,"code","error"}. Exit 1 if any file is
                     malformed or must be rejected.
+  responder --listen PROTO:HOST:PORT... [--status CODE] [--cert FILE --key FILE]
+                    Answer every request (except ACK) with CODE (default 200). Listen
+                    addresses: udp:127.0.0.1:5060, tcp:[::1]:5060, tls:..., ws:...
+                    Prints "listening PROTO:HOST:PORT" per address; stops on Ctrl-C.
   help              Show this text.
   version           Show Parley's version.
 `;
@@ -24,6 +29,8 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'parse':
       return parseCommand(rest, (line) => process.stdout.write(`${line}\n`), (line) => process.stderr.write(`${line}\n`));
+    case 'responder':
+      return responderCommand(rest, (line) => process.stdout.write(`${line}\n`), (line) => process.stderr.write(`${line}\n`));
     case 'version':
     case '--version':
     case '-v':

@@ -1,5 +1,6 @@
 import { randomToken } from '../util/random.js';
 import { NameAddr, parseNameAddr } from './name-addr.js';
+import { SipParseError } from './parse-error.js';
 import { SipMessage } from './sip-message.js';
 import { parseUri, SipUri } from './uri.js';
 import { Via } from './via.js';
@@ -105,12 +106,10 @@ export function createResponse(request: SipMessage, status: number, reason?: str
   for (const value of request.headers('via')) message.addHeader('Via', value);
   message.addHeader('From', request.header('from') ?? '');
   const toText = request.header('to') ?? '';
-  if (status > 100) {
-    const to = parseNameAddr(toText, 'to');
-    if (to.tag === undefined) {
-      to.tag = init.toTag ?? generateTag();
-      message.addHeader('To', to);
-    } else message.addHeader('To', toText);
+  const to = status > 100 ? readableTo(toText) : undefined;
+  if (to && to.tag === undefined) {
+    to.tag = init.toTag ?? generateTag();
+    message.addHeader('To', to);
   } else message.addHeader('To', toText);
   message.addHeader('Call-ID', request.header('call-id') ?? '');
   message.addHeader('CSeq', request.header('cseq') ?? '');
@@ -121,6 +120,17 @@ export function createResponse(request: SipMessage, status: number, reason?: str
   addHeaders(message, init.headers);
   message.setBody(init.body ?? '', init.contentType);
   return message;
+}
+
+/** The request's To, or undefined when it cannot be read: a 400 for a broken To still goes out,
+ *  with the To copied as it came. */
+function readableTo(text: string): NameAddr | undefined {
+  try {
+    return parseNameAddr(text, 'to');
+  } catch (error) {
+    if (error instanceof SipParseError) return undefined;
+    throw error;
+  }
 }
 
 function toNameAddr(input: AddressInput, header: string): NameAddr {

@@ -14,8 +14,12 @@ export type FramedItem =
   | { readonly type: 'ping' }
   /** A lone CRLF between messages: the pong that answers our ping (RFC 5626 §3.5.1). */
   | { readonly type: 'pong' }
-  /** The stream is broken beyond repair; close it (after a 400 if one can be sent). */
-  | { readonly type: 'error'; readonly error: SipParseError };
+  /**
+   * The stream is broken beyond repair; close it. `head` holds the message's start line and
+   * headers when they were complete (a bad Content-Length, a body over the limit), so a 400 can
+   * still be sent for a request.
+   */
+  | { readonly type: 'error'; readonly error: SipParseError; readonly head?: Buffer };
 
 export interface FramerLimits extends ParseLimits {
   /** Bytes held for one unfinished message. Default: maxHeaderBytes + maxBodyBytes. */
@@ -49,6 +53,8 @@ export class StreamFramer {
   /** A CRLF seen between messages whose partner has not arrived (yet). */
   private loneCrlf = false;
   private loneCrlfReported = false;
+  /** The complete head of the message being refused, for the error item. */
+  private failedHead: Buffer | undefined;
 
   constructor(limits?: FramerLimits) {
     this.limits = resolveLimits(limits);
@@ -75,8 +81,9 @@ export class StreamFramer {
       }
     } catch (error) {
       if (!(error instanceof SipParseError)) throw error;
+      const head = this.failedHead;
       this.close();
-      items.push({ type: 'error', error });
+      items.push(head ? { type: 'error', error, head } : { type: 'error', error });
     }
     return items;
   }
@@ -195,6 +202,17 @@ export class StreamFramer {
   private startMessage(headLength: number): void {
     const view = this.store.subarray(this.readStart, this.readStart + headLength);
     const head = scanHead(view, this.limits);
+    try {
+      this.bodyLength = this.contentLength(view, head);
+    } catch (error) {
+      // The head was whole: keep it so the connection can still answer a request with 400.
+      this.failedHead = Buffer.from(view);
+      throw error;
+    }
+    this.head = head;
+  }
+
+  private contentLength(view: Buffer, head: ScannedHead): number {
     // RFC 3261 §18.3: on a stream, Content-Length is what frames the message; without a usable
     // one the stream cannot be resynchronised (RFC 4475 §3.1.2.3, §3.3.9).
     let length: number | undefined;
@@ -211,8 +229,7 @@ export class StreamFramer {
     if (length > this.limits.maxBodyBytes) {
       throw new SipParseError('SIP_BODY_TOO_LARGE', `body over ${this.limits.maxBodyBytes} bytes`, 'content-length');
     }
-    this.head = head;
-    this.bodyLength = length;
+    return length;
   }
 
   private append(chunk: Uint8Array): void {

@@ -1,0 +1,64 @@
+import type { Sink } from '../util/fifo.js';
+import type { ConnectionManager, ManagedConnection } from './connection-manager.js';
+import { TransportError } from './transport-error.js';
+import type { Transport, TransportEvent, TransportProtocol, Tuple } from './types.js';
+
+/** A connection that can carry SIP messages. */
+export interface WritableConnection extends ManagedConnection {
+  readonly isOpen: boolean;
+  write(bytes: Buffer): Promise<void>;
+}
+
+/**
+ * The sending half every connection-oriented transport shares (TCP, TLS, WS, WSS): reuse the
+ * connection to the target or open one, honour the size limit, and turn every failure into a
+ * TransportError that is both returned and pushed up as a `failure` event with its tid.
+ */
+export abstract class ConnectionTransport<C extends WritableConnection> implements Transport {
+  abstract readonly protocol: TransportProtocol;
+  readonly reliable = true;
+  abstract readonly local: Tuple;
+  abstract readonly connections: ConnectionManager<C>;
+  protected abstract readonly sink: Sink<TransportEvent>;
+  protected abstract readonly maxMessageSize: number;
+
+  abstract start(): Promise<void>;
+  abstract close(): Promise<void>;
+  /** Opens a connection to `target` (admitted to the manager), or throws TransportError. */
+  protected abstract connect(target: Tuple): C;
+
+  async send(bytes: Buffer, target: Tuple, tid?: string): Promise<number | undefined> {
+    try {
+      if (bytes.length > this.maxMessageSize) {
+        throw new TransportError('TRANSPORT_TOO_LARGE', `${bytes.length} bytes is over the limit of ${this.maxMessageSize}`, target);
+      }
+      const connection = this.connections.find(target) ?? this.connect(target);
+      await connection.write(bytes);
+      return connection.id;
+    } catch (error) {
+      throw this.failed(error, target, tid);
+    }
+  }
+
+  hasConnection(connectionId: number): boolean {
+    return this.connections.get(connectionId)?.isOpen ?? false;
+  }
+
+  async sendOnConnection(connectionId: number, bytes: Buffer, tid?: string): Promise<number> {
+    const connection = this.connections.get(connectionId);
+    const target = connection?.remote ?? { ...this.local, port: 0 };
+    try {
+      if (!connection) throw new TransportError('TRANSPORT_CLOSED', `connection ${connectionId} is closed`, target);
+      await connection.write(bytes);
+      return connection.id;
+    } catch (error) {
+      throw this.failed(error, target, tid);
+    }
+  }
+
+  private failed(error: unknown, target: Tuple, tid: string | undefined): TransportError {
+    const failure = TransportError.fromSocketError(error, target);
+    this.sink.push({ type: 'failure', tid, target, error: failure });
+    return failure;
+  }
+}

@@ -1,0 +1,12 @@
+export type { Transport, TransportEvent, TransportProtocol, Tuple } from './types.js';
+export { TransportError, type TransportErrorCode } from './transport-error.js';
+export { defaultPort, formatHostPort, formatTuple, parseListenAddress } from './address.js';
+export { UdpTransport, type UdpTransportOptions } from './udp-transport.js';
+export { StreamTransport, type StreamOptions, type StreamTransportOptions } from './stream-transport.js';
+export { TcpTransport } from './tcp-transport.js';
+export { TlsTransport, type TlsOptions, type TlsTransportOptions } from './tls-transport.js';
+export { WsTransport, SIP_SUBPROTOCOL, type WsTransportOptions } from './ws-transport.js';
+export { ConnectionManager, type ManagedConnection } from './connection-manager.js';
+export { TransportSelector, FILL_IN_HOST, UDP_SIZE_LIMIT, responseTarget, type Sent, type Target } from './transport-selector.js';
+export { createTransport, type CreateTransportOptions } from './create-transport.js';
+export { acceptDatagram, stampReceived } from './inbound.js';

@@ -1,0 +1,166 @@
+import type { SipMessage } from '../message/sip-message.js';
+import type { Via } from '../message/via.js';
+import type { NameAddr } from '../message/name-addr.js';
+import { defaultPort, family, formatHostPort, isProtocol } from './address.js';
+import { TransportError } from './transport-error.js';
+import type { Transport, TransportProtocol, Tuple } from './types.js';
+
+/** Where to send a request. */
+export interface Target extends Tuple {
+  /** RFC 3261 §18.1.1: may a large UDP request move to TCP? Default true; false when the target
+   *  named its transport explicitly and must be honoured. */
+  readonly allowTcpSwitch?: boolean;
+}
+
+/** A message on the wire: its bytes are kept so a retransmission never serializes again. */
+export interface Sent {
+  readonly bytes: Buffer;
+  readonly transport: Transport;
+  readonly target: Tuple;
+  readonly connectionId: number | undefined;
+  readonly tid: string | undefined;
+}
+
+/** RFC 3261 §18.1.1: above this a request goes over a congestion-controlled transport. */
+export const UDP_SIZE_LIMIT = 1300;
+
+/** The Contact host a TU leaves for the transport layer to fill in. */
+export const FILL_IN_HOST = '0.0.0.0';
+
+/**
+ * Chooses a transport for each message and gets it onto the wire (reSIProcate's
+ * TransportSelector): fills in what only the transport layer knows (the top Via's sent-by and
+ * transport, a Contact left for it), serializes once, and answers responses per RFC 3261 §18.2.2.
+ */
+export class TransportSelector {
+  private readonly transports: Transport[];
+
+  constructor(options: { transports: Transport[] }) {
+    this.transports = [...options.transports];
+  }
+
+  add(transport: Transport): void {
+    this.transports.push(transport);
+  }
+
+  /** A transport for `protocol` whose address family matches `address`. */
+  find(protocol: TransportProtocol, address: string): Transport | undefined {
+    const wanted = family(address);
+    return (
+      this.transports.find((t) => t.protocol === protocol && family(t.local.address) === wanted) ??
+      // A host name resolves later (by the socket): any transport of the protocol will do.
+      (/[a-z]/i.test(address) && !address.includes(':') ? this.transports.find((t) => t.protocol === protocol) : undefined)
+    );
+  }
+
+  /**
+   * Sends a request (RFC 3261 §18.1.1): the top Via gets this transport's protocol and sent-by
+   * (the branch, set by the transaction layer, is kept), a Contact host of 0.0.0.0 is filled in,
+   * and a UDP request over 1300 bytes goes over TCP instead unless the target forbids it.
+   */
+  async transmit(request: SipMessage, target: Target, tid?: string): Promise<Sent> {
+    let protocol = target.protocol;
+    let transport = this.require(protocol, target);
+    let bytes = this.prepare(request, transport);
+    if (protocol === 'udp' && bytes.length > UDP_SIZE_LIMIT && target.allowTcpSwitch !== false) {
+      // "…it MUST be sent using an RFC 2914 congestion controlled transport protocol, such as
+      // TCP. If this causes a change in the transport protocol from the one indicated in the top
+      // Via, the value in the top Via MUST be changed."
+      const tcp = this.find('tcp', target.address);
+      if (tcp) {
+        protocol = 'tcp';
+        transport = tcp;
+        bytes = this.prepare(request, transport);
+      }
+    }
+    const to: Tuple = { protocol, address: target.address, port: target.port };
+    const connectionId = await transport.send(bytes, to, tid);
+    return { bytes, transport, target: to, connectionId, tid };
+  }
+
+  /**
+   * Sends a response where RFC 3261 §18.2.2 says: back on the connection the request came in on
+   * while it is open; else to the top Via's `maddr`; else to `received` (or the sent-by host) at
+   * `rport` (or the sent-by port, or the default port), over the Via's transport.
+   */
+  async respond(response: SipMessage, to: { source: Tuple; connectionId?: number | undefined }, tid?: string): Promise<Sent> {
+    const bytes = response.toBuffer();
+    const source = to.source;
+    if (to.connectionId !== undefined) {
+      const transport = this.transports.find((t) => t.protocol === source.protocol && t.hasConnection(to.connectionId!));
+      if (transport) {
+        const connectionId = await transport.sendOnConnection(to.connectionId, bytes, tid);
+        return { bytes, transport, target: source, connectionId, tid };
+      }
+    }
+    const target = responseTarget(response.via[0], source);
+    const transport = this.require(target.protocol, target);
+    const connectionId = await transport.send(bytes, target, tid);
+    return { bytes, transport, target, connectionId, tid };
+  }
+
+  /** Sends the same bytes again (the transaction layer's retransmissions). */
+  async retransmit(sent: Sent): Promise<void> {
+    if (sent.connectionId !== undefined && sent.transport.hasConnection(sent.connectionId)) {
+      await sent.transport.sendOnConnection(sent.connectionId, sent.bytes, sent.tid);
+    } else await sent.transport.send(sent.bytes, sent.target, sent.tid);
+  }
+
+  private require(protocol: TransportProtocol, target: Tuple): Transport {
+    const transport = this.find(protocol, target.address);
+    if (!transport) {
+      throw new TransportError('TRANSPORT_NO_TRANSPORT', `no ${protocol} transport for ${formatHostPort(target.address, target.port)}`, target);
+    }
+    return transport;
+  }
+
+  /** Fills in the transport-dependent parts of a request and serializes it. */
+  private prepare(request: SipMessage, transport: Transport): Buffer {
+    const local = transport.local;
+    const transportName = transport.protocol.toUpperCase();
+    if (request.via.length > 0) {
+      const top = request.via[0]!;
+      if (top.transport !== transportName || top.host !== hostOf(local.address) || top.port !== local.port) {
+        request.update<Via>('via', 0, (via) => {
+          via.transport = transportName;
+          via.host = hostOf(local.address);
+          via.port = local.port;
+        });
+      }
+    }
+    const contacts = request.wildcardContact ? [] : request.contact;
+    for (let i = 0; i < contacts.length; i++) {
+      if (contacts[i]!.uri.host !== FILL_IN_HOST) continue;
+      request.update<NameAddr>('contact', i, (contact) => {
+        contact.uri.host = hostOf(local.address);
+        contact.uri.port = local.port;
+        if (transport.protocol === 'udp') delete contact.uri.params.transport;
+        else contact.uri.params.transport = transport.protocol;
+      });
+    }
+    return request.toBuffer();
+  }
+}
+
+/** RFC 3261 §18.2.2 and RFC 3581 §4: where a response goes when there is no connection to use. */
+export function responseTarget(via: Via | undefined, source: Tuple): Tuple {
+  if (!via) return source;
+  const named = via.transport.toLowerCase();
+  const protocol: TransportProtocol = isProtocol(named) ? named : source.protocol;
+  const maddr = via.maddr;
+  if (maddr) return { protocol, address: stripBrackets(maddr), port: via.port ?? defaultPort(protocol) };
+  const address = stripBrackets(via.received ?? via.host);
+  // RFC 3581 §4: rport redirects responses over unreliable transports only; over a reliable one
+  // whose connection is gone, §18.2.2 connects to received at the sent-by port.
+  const rport = protocol === 'udp' ? via.rport : undefined;
+  const port = typeof rport === 'number' ? rport : (via.port ?? defaultPort(protocol));
+  return { protocol, address, port };
+}
+
+function hostOf(address: string): string {
+  return family(address) === 6 ? `[${address}]` : address;
+}
+
+function stripBrackets(host: string): string {
+  return host.charCodeAt(0) === 0x5b ? host.slice(1, -1) : host;
+}
