@@ -838,9 +838,11 @@ function expectLinearish(name: string, small: Buffer, large: Buffer, fn: (b: Buf
     }
     attempts.push(`${t1.toFixed(2)} ms → ${t2.toFixed(2)} ms (×${(t2 / Math.max(t1, 0.001)).toFixed(2)})`);
     if (STATS_ON) console.log(`      [timing] ${name}: ${attempts[attempts.length - 1]}`);
-    if (t2 <= 3 * t1 + 2) return;
+    // The large input is 4× the small one: linear work takes ~4× the time, quadratic ~16×.
+    // Allowing 8× keeps a busy machine's noise from failing a linear parser.
+    if (t2 <= 8 * t1 + 2) return;
   }
-  expect.fail(`${name}: ${small.length} → ${large.length} bytes more than tripled the time in 3 attempts (best of 3 each): ${attempts.join('; ')}`);
+  expect.fail(`${name}: ${small.length} → ${large.length} bytes took more than 8× the time in 3 attempts (best of 3 each): ${attempts.join('; ')}`);
 }
 
 const headOnly = (lines: string[]): Buffer => Buffer.from(lines.join(CRLF) + CRLF + CRLF, 'latin1');
@@ -906,7 +908,7 @@ describe('message layer fuzzing', function () {
   });
 
   describe('no super-linear behaviour', () => {
-    it('10,000 vs 20,000 tiny header lines: doubling costs at most ~3×', () => {
+    it('10,000 vs 40,000 tiny header lines: four times the input costs at most ~8× (not 16×)', () => {
       const tiny = ['a:b', 'X-A: 1', 'v: SIP/2.0/UDP h', 'Route: <sip:r>', 'm: <sip:c>', 'Subject: s', 'Accept: a/b', 'x:', 'l: 0'];
       const build = (n: number): Buffer => {
         const lines = ['INVITE sip:b@example.com SIP/2.0', ...FIXED_HEAD];
@@ -915,7 +917,7 @@ describe('message layer fuzzing', function () {
         return headOnly(lines);
       };
       const small = build(10_000);
-      const large = build(20_000);
+      const large = build(40_000);
       expectLinearish('parse+access, tiny header lines', small, large);
       expectLinearish('StreamFramer, tiny header lines', small, large, (bytes) => {
         const f = new StreamFramer(BIG_LIMITS);
@@ -924,7 +926,7 @@ describe('message layer fuzzing', function () {
       });
     });
 
-    it('5,000 vs 10,000 Via / Contact values on one line: doubling costs at most ~3×', () => {
+    it('5,000 vs 20,000 Via / Contact values on one line: four times the input costs at most ~8×', () => {
       const build = (n: number): Buffer =>
         headOnly([
           'INVITE sip:b@example.com SIP/2.0',
@@ -933,13 +935,13 @@ describe('message layer fuzzing', function () {
           'Contact: ' + Array.from({ length: n }, (_, k) => `<sip:c${k}@h>;q=0.${k % 10}`).join(','),
           'Content-Length: 0',
         ]);
-      expectLinearish('list headers', build(5_000), build(10_000));
+      expectLinearish('list headers', build(5_000), build(20_000));
     });
 
     const ADVERSARIAL = [',', '"', '<', '<"', '",<', '\\"', '<,>"', ';', ';=', '%', '"\\', '<<>>'];
     const PLACES = ['Via', 'From', 'To', 'Contact', 'Route', 'Record-Route', 'Call-ID', 'CSeq', 'Accept', 'X-Custom'];
     for (const pat of ADVERSARIAL) {
-      it(`a 100 KB vs 200 KB header value full of ${JSON.stringify(pat)}: doubling costs at most ~3×`, () => {
+      it(`a 50 KB vs 200 KB header value full of ${JSON.stringify(pat)}: four times the input costs at most ~8×`, () => {
         const build = (bytes: number): Buffer => {
           const value = pat.repeat(Math.ceil(bytes / pat.length)).slice(0, bytes);
           return headOnly([
@@ -948,7 +950,7 @@ describe('message layer fuzzing', function () {
             'Content-Length: 0',
           ]);
         };
-        expectLinearish(`value of ${JSON.stringify(pat)}`, build(100 * 1024), build(200 * 1024));
+        expectLinearish(`value of ${JSON.stringify(pat)}`, build(50 * 1024), build(200 * 1024));
       });
     }
 
