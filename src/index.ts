@@ -1,5 +1,17 @@
 // Parley's public API: named exports only. Layers are added here as they land.
 export * from './message/index.js';
 export * from './transport/index.js';
+export * from './transaction/index.js';
+export * from './tu/index.js';
+export { SipStack, targetOf, type ClientRequest, type SipStackOptions } from './stack.js';
 export { ParleyError } from './util/errors.js';
-export { Fifo, ManualClock, systemClock, type Clock, type Sink, type TimerHandle } from './util/index.js';
+export {
+  Fifo,
+  ManualClock,
+  systemClock,
+  type Clock,
+  type Sink,
+  type TimerHandle,
+} from './util/index.js';
+export { TimerQueue } from './util/timer-queue.js';
+export { TimeLimitFifo } from './util/time-limit-fifo.js';

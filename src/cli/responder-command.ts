@@ -1,14 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { createResponse } from '../message/builder.js';
-import { SipParseError } from '../message/parse-error.js';
-import { validateMessage } from '../message/validate.js';
+import type { SipMessage } from '../message/sip-message.js';
+import { SipStack } from '../stack.js';
 import { formatHostPort, formatTuple } from '../transport/address.js';
-import { createTransport } from '../transport/create-transport.js';
 import type { TlsOptions } from '../transport/tls-transport.js';
-import { TransportError } from '../transport/transport-error.js';
-import { TransportSelector } from '../transport/transport-selector.js';
-import type { Transport, TransportEvent } from '../transport/types.js';
-import { Fifo } from '../util/fifo.js';
+import type { Transport } from '../transport/types.js';
+import type { ServerRequest } from '../tu/transaction-user.js';
+import type { TimerHandle } from '../util/clock.js';
 
 export interface ResponderArgs {
   listen: string[];
@@ -41,52 +39,79 @@ export function parseResponderArgs(args: string[]): ResponderArgs | string {
 }
 
 /**
- * A UAS that answers every request (except ACK) with one status, for load and interop tests
- * (ARCHITECTURE.md). Stateless until the transaction layer lands: each request, retransmissions
- * included, gets its own response. A request the validator refuses gets the validator's answer.
+ * A UAS on the stack that answers every request (except ACK) with one status, for load and
+ * interop tests (ARCHITECTURE.md). The transaction layer absorbs retransmitted requests and
+ * answers them with the same response; a malformed request gets the validator's status. A 2xx to
+ * INVITE is retransmitted (T1 doubling to T2) until its ACK arrives or 64·T1 passes (RFC 3261
+ * §13.3.1.4); a CANCEL gets 200 from the stack and the INVITE it cancels 487.
  */
 export async function runResponder(
   args: ResponderArgs,
   out: (line: string) => void,
-): Promise<{ transports: Transport[]; stop: () => Promise<void> }> {
-  const transports: Transport[] = [];
-  const selector = new TransportSelector({ transports: [] });
-  const events = new Fifo<TransportEvent>((event) => {
-    if (event.type !== 'message' || !event.message.isRequest) return;
-    const request = event.message;
-    if (request.method === 'ACK') return;
-    try {
-      const verdict = validateMessage(request);
-      if (verdict.action === 'drop') return;
-      const status = verdict.action === 'reply' ? verdict.status : args.status;
-      const headers: Record<string, string[]> = {};
-      if (verdict.action === 'reply') for (const [name, value] of verdict.headers) (headers[name] ??= []).push(value);
-      // RFC 3261 §12.1.1: a 2xx to INVITE carries a Contact.
-      if (request.method === 'INVITE' && status < 300) {
-        const local = event.local;
-        const transport = local.protocol === 'udp' ? '' : `;transport=${local.protocol}`;
-        headers.Contact = [`<sip:${formatHostPort(local.address, local.port)}${transport}>`];
+  options: { t1?: number; t2?: number; tuQueueLimitMs?: number } = {},
+): Promise<{ stack: SipStack; transports: readonly Transport[]; stop: () => Promise<void> }> {
+  const stack = new SipStack({ transports: args.listen, tls: args.tls, ...options });
+  const t1 = options.t1 ?? 500;
+  const t2 = options.t2 ?? 4000;
+  /** 2xx responses to INVITE waiting for their ACK, by Call-ID and CSeq number. */
+  const awaitingAck = new Map<string, TimerHandle>();
+  const ackKey = (m: SipMessage): string => `${m.callId}|${m.cseq.seq}`;
+
+  stack.setDefaultTu({
+    onRequest(request: ServerRequest) {
+      const message = request.message;
+      if (message.method === 'ACK') {
+        const key = ackKey(message);
+        awaitingAck.get(key)?.cancel();
+        awaitingAck.delete(key);
+        return;
       }
-      const response = createResponse(request, status, undefined, { headers });
-      // A failed send is also pushed as a 'failure' event; a stateless responder has no one to tell.
-      selector.respond(response, event).catch(() => undefined);
-    } catch (error) {
-      if (!(error instanceof SipParseError) && !(error instanceof TransportError)) throw error;
-    }
+      if (message.method === 'CANCEL') {
+        // §9.2: the stack answered the CANCEL 200; the INVITE, if still pending, ends with 487.
+        if (request.cancels?.state === 'proceeding') request.cancels.respond(createResponse(request.cancels.request, 487));
+        return;
+      }
+      const headers: Record<string, string[]> = {};
+      const invite2xx = message.method === 'INVITE' && args.status < 300;
+      if (invite2xx) {
+        // RFC 3261 §12.1.1: a 2xx to INVITE carries a Contact.
+        const local = request.source.protocol === 'udp' ? stack.transports.find((t) => t.protocol === 'udp')?.local : undefined;
+        const at = local ?? stack.transports[0]!.local;
+        const transport = request.source.protocol === 'udp' ? '' : `;transport=${request.source.protocol}`;
+        headers.Contact = [`<sip:${formatHostPort(at.address, at.port)}${transport}>`];
+      }
+      const response = request.respond(args.status, undefined, { headers });
+      if (!invite2xx || !request.transaction) return;
+      const transaction = request.transaction;
+      const key = ackKey(message);
+      const giveUp = stack.timers.now() + 64 * t1;
+      const retransmit = (interval: number): void => {
+        awaitingAck.set(
+          key,
+          stack.timers.schedule(interval, () => {
+            if (stack.timers.now() >= giveUp || transaction.terminated) {
+              awaitingAck.delete(key);
+              return;
+            }
+            transaction.respond(response);
+            retransmit(Math.min(interval * 2, t2));
+          }),
+        );
+      };
+      if (request.source.protocol === 'udp') retransmit(t1);
+    },
   });
-  try {
-    for (const listen of args.listen) {
-      const transport = createTransport(listen, { sink: events, tls: args.tls });
-      await transport.start();
-      transports.push(transport);
-      selector.add(transport);
-      out(`listening ${formatTuple(transport.local)}`);
-    }
-  } catch (error) {
-    await Promise.all(transports.map((t) => t.close()));
-    throw error;
-  }
-  return { transports, stop: async () => void (await Promise.all(transports.map((t) => t.close()))) };
+  await stack.start();
+  for (const transport of stack.transports) out(`listening ${formatTuple(transport.local)}`);
+  return {
+    stack,
+    transports: stack.transports,
+    stop: async () => {
+      for (const timer of awaitingAck.values()) timer.cancel();
+      awaitingAck.clear();
+      await stack.stop();
+    },
+  };
 }
 
 export async function responderCommand(args: string[], out: (line: string) => void, err: (line: string) => void): Promise<number> {

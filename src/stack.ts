@@ -1,0 +1,266 @@
+import { createResponse, generateBranch } from './message/builder.js';
+import { parseMessage } from './message/parse-message.js';
+import type { SipMessage } from './message/sip-message.js';
+import { DEFAULT_BODY_TYPES, KNOWN_METHODS, type ValidationOptions } from './message/validate.js';
+import type { ClientTransactionUser } from './transaction/client-transaction.js';
+import { DEFAULT_TIMERS, type TimerBase } from './transaction/timers.js';
+import { TransactionLayer, type InboundRequest } from './transaction/transaction-layer.js';
+import { defaultPort } from './transport/address.js';
+import { createTransport } from './transport/create-transport.js';
+import type { StreamOptions } from './transport/stream-transport.js';
+import type { TlsOptions } from './transport/tls-transport.js';
+import { TransportError } from './transport/transport-error.js';
+import { TransportSelector, type Sent, type Target } from './transport/transport-selector.js';
+import type { Transport, TransportEvent, TransportProtocol } from './transport/types.js';
+import { InboundServerRequest, type TransactionUser, type TuFilter } from './tu/transaction-user.js';
+import { TuSelector } from './tu/tu-selector.js';
+import { systemClock, type Clock } from './util/clock.js';
+import { ParleyError } from './util/errors.js';
+import { Fifo } from './util/fifo.js';
+import { TimerQueue } from './util/timer-queue.js';
+
+export interface SipStackOptions extends Partial<TimerBase> {
+  /** Listen addresses (`udp:127.0.0.1:5060`…) or ready Transport objects. */
+  transports: ReadonlyArray<string | Transport>;
+  clock?: Clock;
+  /** Certificate and trust for tls: and wss: listen addresses. */
+  tls?: TlsOptions;
+  /** Connection limits and timers for stream transports. */
+  stream?: StreamOptions;
+  /** A TU queue whose oldest request waited longer than this refuses new requests with 503. Default 2000 ms. */
+  tuQueueLimitMs?: number;
+  /** Retry-After seconds on those 503s. Default 5. */
+  retryAfterSeconds?: number;
+  /** Applied to every received message (RFC 3261 §8.2). */
+  validation?: ValidationOptions;
+}
+
+/** A request sent through the stack: its responses as they arrive. */
+export interface ClientRequest {
+  readonly request: SipMessage;
+  /** Resolves with the final response; a 408 (timeout) or 503 (transport failure) made locally. */
+  readonly final: Promise<SipMessage>;
+  onProvisional(handler: (response: SipMessage) => void): this;
+  /** RFC 6026: retransmissions of a 2xx to an INVITE (the TU sends its ACK again). */
+  on2xx(handler: (response: SipMessage) => void): this;
+  /** INVITE only (§9.1): sends a CANCEL once a provisional response has arrived. */
+  cancel(): void;
+}
+
+/**
+ * The one object an embedder creates: transports, the transport selector, the transaction layer
+ * and the TU selector, wired by FIFOs (ARCHITECTURE.md), with time from one TimerQueue.
+ */
+export class SipStack {
+  readonly timers: TimerQueue;
+  readonly selector = new TransportSelector({ transports: [] });
+  private readonly clock: Clock;
+  private readonly layer: TransactionLayer;
+  private readonly tus: TuSelector;
+  private readonly started: Transport[] = [];
+  private readonly inbound: Fifo<TransportEvent>;
+  private stopping = false;
+
+  constructor(private readonly options: SipStackOptions) {
+    this.clock = options.clock ?? systemClock;
+    this.timers = new TimerQueue(this.clock);
+    const base: TimerBase = {
+      t1: options.t1 ?? DEFAULT_TIMERS.t1,
+      t2: options.t2 ?? DEFAULT_TIMERS.t2,
+      t4: options.t4 ?? DEFAULT_TIMERS.t4,
+    };
+    this.tus = new TuSelector({ limitMs: options.tuQueueLimitMs ?? 2000, clock: this.clock });
+    this.layer = new TransactionLayer(this.selector, this.timers, base, { request: (r) => this.deliver(r) }, {
+      acceptedBodyTypes: DEFAULT_BODY_TYPES,
+      ...options.validation,
+    });
+    this.inbound = new Fifo<TransportEvent>((event) => this.layer.receive(event));
+  }
+
+  /** The started transports, with their real ports. */
+  get transports(): readonly Transport[] {
+    return this.started;
+  }
+
+  /** Live transactions. */
+  get transactionCount(): number {
+    return this.layer.size;
+  }
+
+  /** Live protocol timers. */
+  get timerCount(): number {
+    return this.timers.size;
+  }
+
+  async start(): Promise<void> {
+    for (const spec of this.options.transports) {
+      const transport =
+        typeof spec === 'string'
+          ? createTransport(spec, { ...this.options.stream, clock: this.options.stream?.clock ?? this.clock, sink: this.inbound, tls: this.options.tls })
+          : spec;
+      if (typeof spec === 'string') await transport.start();
+      this.started.push(transport);
+      this.selector.add(transport);
+    }
+  }
+
+  addTu(tu: TransactionUser, filter?: TuFilter): void {
+    this.tus.add(tu, filter);
+  }
+
+  setDefaultTu(tu: TransactionUser): void {
+    this.tus.setDefault(tu);
+  }
+
+  /** The sink transports created outside the stack must push into. */
+  get sink(): Fifo<TransportEvent> {
+    return this.inbound;
+  }
+
+  /**
+   * Sends a request in a client transaction. The request needs a top Via (its branch is made when
+   * missing); without `target`, the first Route or the Request-URI decides where it goes.
+   */
+  request(message: SipMessage, options: { target?: Target } = {}): ClientRequest {
+    if (this.stopping) throw new ParleyError('STACK_STOPPING', 'the stack is stopping');
+    ensureBranch(message);
+    const target = options.target ?? targetOf(message);
+    const provisional: Array<(r: SipMessage) => void> = [];
+    const retransmitted: Array<(r: SipMessage) => void> = [];
+    let resolveFinal!: (response: SipMessage) => void;
+    const final = new Promise<SipMessage>((resolve) => (resolveFinal = resolve));
+    let gotProvisional = false;
+    let cancelWanted = false;
+    const sendCancel = (): void => void this.request(cancelFor(message), { target });
+    const user: ClientTransactionUser = {
+      provisional: (r) => {
+        gotProvisional = true;
+        if (cancelWanted) {
+          cancelWanted = false;
+          sendCancel();
+        }
+        for (const h of provisional) h(r);
+      },
+      final: (r) => resolveFinal(r),
+      retransmitted2xx: (r) => {
+        for (const h of retransmitted) h(r);
+      },
+    };
+    let settled = false;
+    void final.then(() => (settled = true));
+    this.layer.request(message, target, user);
+    const handle: ClientRequest = {
+      request: message,
+      final,
+      onProvisional(h) {
+        provisional.push(h);
+        return this;
+      },
+      on2xx(h) {
+        retransmitted.push(h);
+        return this;
+      },
+      cancel: () => {
+        if (message.method !== 'INVITE' || settled) return;
+        // §9.1: "If no provisional response has been received, the CANCEL request MUST NOT be
+        // sent; rather, the client MUST wait for the arrival of a provisional response."
+        if (gotProvisional) sendCancel();
+        else cancelWanted = true;
+      },
+    };
+    return handle;
+  }
+
+  /** Sends a request or response with no transaction (proxies; ACK for a 2xx, §13.2.2.4). */
+  sendStateless(message: SipMessage, target?: Target): Promise<Sent> {
+    if (message.isRequest) {
+      ensureBranch(message);
+      return this.layer.sendStateless(message, target ?? targetOf(message));
+    }
+    if (!target) throw new TransportError('TRANSPORT_BAD_ADDRESS', 'a stateless response needs a target');
+    return this.layer.sendStateless(message, target);
+  }
+
+  /**
+   * Graceful stop: new requests get 503, live transactions get up to 64·T1 to finish (each
+   * timer still runs), then the transports close.
+   */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    const deadline = this.clock.now() + 64 * (this.options.t1 ?? DEFAULT_TIMERS.t1);
+    while (this.layer.size > 0 && this.clock.now() < deadline) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 20);
+        timer.unref();
+      });
+      if (this.clock !== systemClock) break;
+    }
+    await Promise.all(this.started.map((t) => t.close()));
+    this.started.length = 0;
+  }
+
+  private deliver(inbound: InboundRequest): void {
+    const request = new InboundServerRequest(inbound);
+    const message = inbound.message;
+    const tx = inbound.transaction;
+    if (this.stopping && tx && message.method !== 'CANCEL') {
+      request.send(createResponse(message, 503, undefined, { headers: { 'Retry-After': String(this.options.retryAfterSeconds ?? 5) } }));
+      return;
+    }
+    const entry = this.tus.select(message);
+    if (!entry) {
+      if (!tx) return;
+      // No TU takes it: 501 for a method nobody here knows, 405 with Allow for a known one.
+      const allow = this.tus.allowedMethods().join(', ');
+      const status = KNOWN_METHODS.includes(message.method) ? 405 : 501;
+      request.send(createResponse(message, status, undefined, { headers: { Allow: allow } }));
+      return;
+    }
+    // Congestion (ARCHITECTURE.md): new requests wait in the TU's TimeLimitFifo; when its oldest
+    // has waited too long, refuse with 503 + Retry-After. ACKs and CANCELs finish admitted work.
+    const kind = tx && message.method !== 'CANCEL' ? 'request' : 'other';
+    if (!entry.queue.push(request, kind)) {
+      request.send(createResponse(message, 503, undefined, { headers: { 'Retry-After': String(this.options.retryAfterSeconds ?? 5) } }));
+    }
+  }
+}
+
+function ensureBranch(message: SipMessage): void {
+  if (message.via.length === 0) message.prependHeader('Via', `SIP/2.0/UDP 0.0.0.0;branch=${generateBranch()}`);
+  else if (!message.via[0]!.branch) message.update('via', 0, (via: { branch: string | undefined }) => (via.branch = generateBranch()));
+}
+
+/**
+ * Where a request goes without DNS (RFC 3261 §8.1.2, §18.1.1): the first Route's URI (loose
+ * routing) or the Request-URI — its maddr or host, port, and transport parameter (tls for sips).
+ */
+export function targetOf(message: SipMessage): Target {
+  const route = message.route[0];
+  const uri = route ? route.uri : message.requestUri;
+  const param = uri.transport;
+  const protocol: TransportProtocol =
+    param === 'tcp' || param === 'tls' || param === 'ws' || param === 'wss' || param === 'udp'
+      ? param
+      : uri.scheme === 'sips'
+        ? 'tls'
+        : 'udp';
+  const host = uri.params.maddr ?? uri.address;
+  const address = host.charCodeAt(0) === 0x5b ? host.slice(1, -1) : host;
+  return { protocol, address, port: uri.port ?? defaultPort(protocol), allowTcpSwitch: param === undefined };
+}
+
+/** §9.1: the CANCEL for an INVITE — same Request-URI, Call-ID, To, From, CSeq number, top Via, Route. */
+function cancelFor(invite: SipMessage): SipMessage {
+  const lines = [
+    `CANCEL ${invite.requestUriText} SIP/2.0`,
+    `Via: ${invite.headers('via')[0] ?? ''}`,
+    ...invite.headers('route').map((r) => `Route: ${r}`),
+    'Max-Forwards: 70',
+    `From: ${invite.header('from') ?? ''}`,
+    `To: ${invite.header('to') ?? ''}`,
+    `Call-ID: ${invite.header('call-id') ?? ''}`,
+    `CSeq: ${invite.cseq.seq} CANCEL`,
+    'Content-Length: 0',
+  ];
+  return parseMessage(`${lines.join('\r\n')}\r\n\r\n`);
+}

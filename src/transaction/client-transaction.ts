@@ -1,0 +1,242 @@
+import { createResponse } from '../message/builder.js';
+import type { SipMessage } from '../message/sip-message.js';
+import type { Sent, Target } from '../transport/transport-selector.js';
+import type { TransportError } from '../transport/transport-error.js';
+import { Transaction, type TransactionHost } from './transaction.js';
+import type { TimerValues } from './timers.js';
+
+/** What the owner of a client transaction hears. */
+export interface ClientTransactionUser {
+  provisional(response: SipMessage): void;
+  /** The final response (or a 408 / 503 made locally for a timeout / transport failure). */
+  final(response: SipMessage): void;
+  /** RFC 6026 §7.2: 2xx retransmissions to an INVITE, after the first, for the TU to ACK again. */
+  retransmitted2xx(response: SipMessage): void;
+}
+
+/** What a client transaction needs to put bytes on the wire. */
+export interface ClientTransactionHost extends TransactionHost {
+  /** First transmission of the request; resolves with what was sent (kept for retransmission). */
+  transmit(request: SipMessage, target: Target, tid: string): Promise<Sent>;
+  retransmit(sent: Sent): Promise<void>;
+}
+
+type InviteState = 'calling' | 'proceeding' | 'completed' | 'accepted' | 'terminated';
+type NonInviteState = 'trying' | 'proceeding' | 'completed' | 'terminated';
+
+/** A 408 or 503 the stack makes itself, naming why (RFC 3261 §8.1.3.1, §17.1.1.2, §17.1.2.2). */
+export function localFailure(request: SipMessage, status: 408 | 503, why: string): SipMessage {
+  return createResponse(request, status, undefined, { headers: { Warning: `399 parley "${why.replace(/"/g, "'")}"` } });
+}
+
+/**
+ * INVITE client transaction: RFC 3261 §17.1.1 (Figure 5) with RFC 6026 §7.2 (Figure 3).
+ *
+ *   calling ──1xx──▶ proceeding ──300-699──▶ completed ──Timer D──▶ terminated
+ *      │  └─300-699──────────────────────────▲    ▲
+ *      ├──2xx──▶ accepted ◀──2xx── proceeding      │
+ *      │            └──Timer M──▶ terminated       │
+ *      └──Timer B / transport error──▶ terminated  │
+ */
+export class InviteClientTransaction extends Transaction<InviteState> {
+  readonly kind = 'invite-client' as const;
+  protected readonly table: Record<InviteState, readonly InviteState[]> = {
+    calling: ['proceeding', 'completed', 'accepted', 'terminated'],
+    proceeding: ['completed', 'accepted', 'terminated'],
+    completed: ['terminated'],
+    accepted: ['terminated'],
+    terminated: [],
+  };
+  private sent: Sent | undefined;
+  private ackBytes: Buffer | undefined;
+
+  constructor(
+    id: string,
+    readonly request: SipMessage,
+    private readonly target: Target,
+    private readonly reliable: boolean,
+    protected override readonly host: ClientTransactionHost,
+    values: TimerValues,
+    private readonly user: ClientTransactionUser,
+  ) {
+    super(id, 'calling', host, values);
+  }
+
+  /** §17.1.1.2: send the INVITE; Timer A (unreliable) and Timer B start. */
+  start(): void {
+    this.host.transmit(this.request, this.target, this.id).then(
+      (sent) => {
+        this.sent = sent;
+        if (this.state === 'calling' && !this.reliable) this.armA(this.values.A);
+      },
+      (error: TransportError) => this.transportError(error),
+    );
+    this.startTimer('B', this.values.B, () => {
+      // "If the client transaction is still in the Calling state when timer B fires, the client
+      // transaction SHOULD inform the TU that a timeout has occurred."
+      if (this.state !== 'calling') return;
+      this.transition('terminated');
+      this.user.final(localFailure(this.request, 408, 'no response to the INVITE (Timer B)'));
+    });
+  }
+
+  private armA(interval: number): void {
+    this.startTimer('A', interval, () => {
+      if (this.state !== 'calling' || !this.sent) return;
+      // "…retransmit the request… and reset the timer with a value of 2*T1" — doubling, no cap.
+      this.host.retransmit(this.sent).catch((error: TransportError) => this.transportError(error));
+      this.armA(interval * 2);
+    });
+  }
+
+  receive(response: SipMessage): void {
+    const status = response.status;
+    switch (this.state) {
+      case 'calling':
+      case 'proceeding':
+        if (status < 200) {
+          // "…the client transaction SHOULD NOT retransmit the request any longer" (§17.1.1.2).
+          this.stopTimersExcept();
+          this.transition('proceeding');
+          this.user.provisional(response);
+        } else if (status < 300) {
+          // RFC 6026 §7.2: a 2xx moves to Accepted and goes to the TU; Timer M starts.
+          this.stopTimersExcept();
+          this.transition('accepted');
+          this.startTimer('M', this.values.M, () => this.transition('terminated'));
+          this.user.final(response);
+        } else {
+          // §17.1.1.2: 300-699 → Completed, ACK sent, response to the TU, Timer D.
+          this.stopTimersExcept();
+          this.transition('completed');
+          this.sendAck(response);
+          this.startTimer('D', this.values.D, () => this.transition('terminated'));
+          this.user.final(response);
+        }
+        return;
+      case 'completed':
+        // "Any retransmissions of the final response… MUST cause the ACK to be re-passed to the
+        // transport layer… but the newly received response MUST NOT be passed up to the TU."
+        if (status >= 300) this.sendAck(response);
+        return;
+      case 'accepted':
+        // RFC 6026 §7.2: 2xx retransmissions pass to the TU (which sends the ACK again).
+        if (status >= 200 && status < 300) this.user.retransmitted2xx(response);
+        return;
+      case 'terminated':
+        return;
+    }
+  }
+
+  transportError(error: TransportError): void {
+    if (this.state === 'calling' || this.state === 'proceeding') {
+      this.transition('terminated');
+      this.user.final(localFailure(this.request, 503, `transport failure: ${error.message}`));
+    } else if (this.state === 'completed') this.transition('terminated');
+  }
+
+  /**
+   * §17.1.1.3: the ACK for a non-2xx final response: Request-URI, Call-ID, From, CSeq number and
+   * the top Via of the INVITE (so it matches the server transaction), To from the response (with
+   * its tag), CSeq method ACK, and the INVITE's Route header fields.
+   */
+  private sendAck(response: SipMessage): void {
+    if (!this.sent) return;
+    if (!this.ackBytes) {
+      const invite = this.request;
+      const lines = [
+        `ACK ${invite.requestUriText} SIP/2.0`,
+        `Via: ${invite.headers('via')[0] ?? ''}`,
+        ...invite.headers('route').map((r) => `Route: ${r}`),
+        `From: ${invite.header('from') ?? ''}`,
+        `To: ${response.header('to') ?? ''}`,
+        `Call-ID: ${invite.header('call-id') ?? ''}`,
+        `CSeq: ${invite.cseq.seq} ACK`,
+        'Max-Forwards: 70',
+        'Content-Length: 0',
+      ];
+      this.ackBytes = Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'utf8');
+    }
+    const sent = this.sent;
+    void this.host.retransmit({ ...sent, bytes: this.ackBytes }).catch(() => undefined);
+  }
+}
+
+/**
+ * Non-INVITE client transaction: RFC 3261 §17.1.2 (Figure 6).
+ *
+ *   trying ──1xx──▶ proceeding ──200-699──▶ completed ──Timer K──▶ terminated
+ *     └──200-699────────────────────────────▲
+ *   trying / proceeding ──Timer F / transport error──▶ terminated
+ */
+export class NonInviteClientTransaction extends Transaction<NonInviteState> {
+  readonly kind = 'non-invite-client' as const;
+  protected readonly table: Record<NonInviteState, readonly NonInviteState[]> = {
+    trying: ['proceeding', 'completed', 'terminated'],
+    proceeding: ['completed', 'terminated'],
+    completed: ['terminated'],
+    terminated: [],
+  };
+  private sent: Sent | undefined;
+
+  constructor(
+    id: string,
+    readonly request: SipMessage,
+    private readonly target: Target,
+    private readonly reliable: boolean,
+    protected override readonly host: ClientTransactionHost,
+    values: TimerValues,
+    private readonly user: ClientTransactionUser,
+  ) {
+    super(id, 'trying', host, values);
+  }
+
+  /** §17.1.2.2: send the request; Timer E (unreliable) and Timer F start. */
+  start(): void {
+    this.host.transmit(this.request, this.target, this.id).then(
+      (sent) => {
+        this.sent = sent;
+        if (!this.reliable && (this.state === 'trying' || this.state === 'proceeding')) this.armE(this.values.E);
+      },
+      (error: TransportError) => this.transportError(error),
+    );
+    this.startTimer('F', this.values.F, () => {
+      if (this.state !== 'trying' && this.state !== 'proceeding') return;
+      this.transition('terminated');
+      this.user.final(localFailure(this.request, 408, 'no final response (Timer F)'));
+    });
+  }
+
+  private armE(interval: number): void {
+    this.startTimer('E', interval, () => {
+      if ((this.state !== 'trying' && this.state !== 'proceeding') || !this.sent) return;
+      this.host.retransmit(this.sent).catch((error: TransportError) => this.transportError(error));
+      // Trying: "reset the timer with a value of MIN(2*T1, T2)"… doubling up to T2;
+      // Proceeding: "reset with a value of T2".
+      this.armE(this.state === 'proceeding' ? this.values.T2 : Math.min(interval * 2, this.values.T2));
+    });
+  }
+
+  receive(response: SipMessage): void {
+    const status = response.status;
+    if (this.state === 'trying' || this.state === 'proceeding') {
+      if (status < 200) {
+        this.transition('proceeding');
+        this.user.provisional(response);
+      } else {
+        this.stopTimersExcept();
+        this.transition('completed');
+        this.startTimer('K', this.values.K, () => this.transition('terminated'));
+        this.user.final(response);
+      }
+    }
+    // Completed: "any retransmissions of the final response… are absorbed" (§17.1.2.2).
+  }
+
+  transportError(error: TransportError): void {
+    if (this.state === 'trying' || this.state === 'proceeding') {
+      this.transition('terminated');
+      this.user.final(localFailure(this.request, 503, `transport failure: ${error.message}`));
+    }
+  }
+}

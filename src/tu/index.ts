@@ -1,0 +1,2 @@
+export type { ServerRequest, TransactionUser, TuFilter } from './transaction-user.js';
+export { TuSelector, type TuEntry } from './tu-selector.js';

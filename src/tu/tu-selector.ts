@@ -1,0 +1,63 @@
+import type { SipMessage } from '../message/sip-message.js';
+import { TimeLimitFifo } from '../util/time-limit-fifo.js';
+import type { Clock } from '../util/clock.js';
+import type { ServerRequest, TransactionUser, TuFilter } from './transaction-user.js';
+
+/** A registered TU with its filter and its own queue (reSIProcate's TuSelector entries). */
+export interface TuEntry {
+  readonly tu: TransactionUser;
+  readonly filter: TuFilter | undefined;
+  readonly queue: TimeLimitFifo<ServerRequest>;
+}
+
+/**
+ * Picks the TU for each request: the first registered TU whose filter matches, else the default
+ * TU. Each TU drains its own TimeLimitFifo, so a slow TU delays and refuses only its own work.
+ */
+export class TuSelector {
+  private readonly entries: TuEntry[] = [];
+  private fallback: TuEntry | undefined;
+
+  constructor(private readonly queueOptions: { limitMs: number; maxLength?: number; clock: Clock }) {}
+
+  add(tu: TransactionUser, filter?: TuFilter): void {
+    this.entries.push(this.entry(tu, filter));
+  }
+
+  setDefault(tu: TransactionUser): void {
+    this.fallback = this.entry(tu, undefined);
+  }
+
+  select(request: SipMessage): TuEntry | undefined {
+    for (const entry of this.entries) if (matches(entry.filter, request)) return entry;
+    return this.fallback;
+  }
+
+  /** Methods some TU takes, for the Allow header of a 405 (§21.4.6). */
+  allowedMethods(): string[] {
+    const methods = new Set<string>();
+    for (const entry of this.entries) for (const m of entry.filter?.methods ?? []) methods.add(m);
+    return [...methods];
+  }
+
+  get queued(): number {
+    let n = this.fallback?.queue.size ?? 0;
+    for (const entry of this.entries) n += entry.queue.size;
+    return n;
+  }
+
+  private entry(tu: TransactionUser, filter: TuFilter | undefined): TuEntry {
+    return { tu, filter, queue: new TimeLimitFifo<ServerRequest>((request) => tu.onRequest(request), this.queueOptions) };
+  }
+}
+
+function matches(filter: TuFilter | undefined, request: SipMessage): boolean {
+  if (!filter) return true;
+  if (filter.methods && !filter.methods.includes(request.method)) return false;
+  if (filter.domains || filter.users) {
+    const uri = request.requestUri;
+    if (filter.domains && !filter.domains.some((d) => d.toLowerCase() === uri.host.toLowerCase())) return false;
+    if (filter.users && (uri.user === undefined || !filter.users.includes(uri.user))) return false;
+  }
+  return filter.match ? filter.match(request) : true;
+}
