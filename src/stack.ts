@@ -182,19 +182,17 @@ export class SipStack {
   }
 
   /**
-   * Graceful stop: new requests get 503, live transactions get up to 64·T1 to finish (each
-   * timer still runs), then the transports close.
+   * Graceful stop: new requests get 503; transactions still working toward a final response get
+   * up to 64·T1 of real time to finish; then every transaction ends (those in Completed or
+   * Accepted only absorb retransmissions), timers are cleared and the transports close.
    */
   async stop(): Promise<void> {
     this.stopping = true;
-    const deadline = this.clock.now() + 64 * (this.options.t1 ?? DEFAULT_TIMERS.t1);
-    while (this.layer.size > 0 && this.clock.now() < deadline) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, 20);
-        timer.unref();
-      });
-      if (this.clock !== systemClock) break;
+    const deadline = Date.now() + 64 * (this.options.t1 ?? DEFAULT_TIMERS.t1);
+    while (this.layer.activeCount > 0 && Date.now() < deadline && this.clock === systemClock) {
+      await new Promise<void>((resolve) => setTimeout(resolve, 20).unref());
     }
+    this.layer.shutdown();
     await Promise.all(this.started.map((t) => t.close()));
     this.started.length = 0;
   }

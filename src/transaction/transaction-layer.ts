@@ -89,6 +89,19 @@ export class TransactionLayer {
     return this.clients.size + this.servers.size;
   }
 
+  /** Transactions still working toward a final response. */
+  get activeCount(): number {
+    let n = 0;
+    for (const tx of this.clients.values()) if (tx.active) n++;
+    for (const tx of this.servers.values()) if (tx.active) n++;
+    return n;
+  }
+
+  /** Terminates every transaction at once, timers and all (after a graceful stop's grace). */
+  shutdown(): void {
+    for (const tx of [...this.clients.values(), ...this.servers.values()]) tx.abandon();
+  }
+
   // ---- from the transport layer -----------------------------------------------------------
 
   receive(event: TransportEvent): void {

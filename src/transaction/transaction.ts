@@ -50,6 +50,17 @@ export abstract class Transaction<S extends string> {
     return this.state_ === ('terminated' as S);
   }
 
+  /** Still working toward a final response (not merely absorbing retransmissions). */
+  get active(): boolean {
+    const state: string = this.state_;
+    return state === 'calling' || state === 'trying' || state === 'proceeding';
+  }
+
+  /** Ends the transaction without another message (the stack is shutting down). */
+  abandon(): void {
+    if (!this.terminated) this.transition('terminated' as S);
+  }
+
   protected transition(to: S): void {
     const from = this.state_;
     if (from === to) return;
