@@ -2,7 +2,7 @@ import { createResponse, generateBranch } from './message/builder.js';
 import { parseMessage } from './message/parse-message.js';
 import type { SipMessage } from './message/sip-message.js';
 import { DEFAULT_BODY_TYPES, KNOWN_METHODS, type ValidationOptions } from './message/validate.js';
-import type { ClientTransactionUser } from './transaction/client-transaction.js';
+import { InviteClientTransaction, type ClientTransactionUser } from './transaction/client-transaction.js';
 import { DEFAULT_TIMERS, type TimerBase } from './transaction/timers.js';
 import { TransactionLayer, type InboundRequest } from './transaction/transaction-layer.js';
 import { defaultPort } from './transport/address.js';
@@ -29,6 +29,8 @@ export interface SipStackOptions extends Partial<TimerBase> {
   stream?: StreamOptions;
   /** A TU queue whose oldest request waited longer than this refuses new requests with 503. Default 2000 ms. */
   tuQueueLimitMs?: number;
+  /** Requests one TU may be working on at once when its onRequest returns a promise. Default 1. */
+  tuConcurrency?: number;
   /** Retry-After seconds on those 503s. Default 5. */
   retryAfterSeconds?: number;
   /** Applied to every received message (RFC 3261 §8.2). */
@@ -69,7 +71,11 @@ export class SipStack {
       t2: options.t2 ?? DEFAULT_TIMERS.t2,
       t4: options.t4 ?? DEFAULT_TIMERS.t4,
     };
-    this.tus = new TuSelector({ limitMs: options.tuQueueLimitMs ?? 2000, clock: this.clock });
+    this.tus = new TuSelector({
+      limitMs: options.tuQueueLimitMs ?? 2000,
+      concurrency: options.tuConcurrency ?? 1,
+      clock: this.clock,
+    });
     this.layer = new TransactionLayer(this.selector, this.timers, base, { request: (r) => this.deliver(r) }, {
       acceptedBodyTypes: DEFAULT_BODY_TYPES,
       ...options.validation,
@@ -131,7 +137,11 @@ export class SipStack {
     const final = new Promise<SipMessage>((resolve) => (resolveFinal = resolve));
     let gotProvisional = false;
     let cancelWanted = false;
-    const sendCancel = (): void => void this.request(cancelFor(message), { target });
+    let transaction: ReturnType<TransactionLayer['request']> | undefined;
+    const sendCancel = (): void => {
+      void this.request(cancelFor(message), { target });
+      if (transaction instanceof InviteClientTransaction) transaction.cancelled();
+    };
     const user: ClientTransactionUser = {
       provisional: (r) => {
         gotProvisional = true;
@@ -148,7 +158,7 @@ export class SipStack {
     };
     let settled = false;
     void final.then(() => (settled = true));
-    this.layer.request(message, target, user);
+    transaction = this.layer.request(message, target, user);
     const handle: ClientRequest = {
       request: message,
       final,

@@ -25,7 +25,7 @@ type InviteState = 'calling' | 'proceeding' | 'completed' | 'accepted' | 'termin
 type NonInviteState = 'trying' | 'proceeding' | 'completed' | 'terminated';
 
 /** A 408 or 503 the stack makes itself, naming why (RFC 3261 §8.1.3.1, §17.1.1.2, §17.1.2.2). */
-export function localFailure(request: SipMessage, status: 408 | 503, why: string): SipMessage {
+export function localFailure(request: SipMessage, status: 408 | 487 | 503, why: string): SipMessage {
   return createResponse(request, status, undefined, { headers: { Warning: `399 parley "${why.replace(/"/g, "'")}"` } });
 }
 
@@ -96,7 +96,7 @@ export class InviteClientTransaction extends Transaction<InviteState> {
       case 'proceeding':
         if (status < 200) {
           // "…the client transaction SHOULD NOT retransmit the request any longer" (§17.1.1.2).
-          this.stopTimersExcept();
+          this.stopTimersExcept('cancel');
           this.transition('proceeding');
           this.user.provisional(response);
         } else if (status < 300) {
@@ -133,6 +133,20 @@ export class InviteClientTransaction extends Transaction<InviteState> {
       this.transition('terminated');
       this.user.final(localFailure(this.request, 503, `transport failure: ${error.message}`));
     } else if (this.state === 'completed') this.transition('terminated');
+  }
+
+  /**
+   * A CANCEL went out for this INVITE (§9.1): "If there is no final response for the original
+   * request in 64*T1 seconds… the client SHOULD then consider the original transaction cancelled
+   * and SHOULD destroy the client transaction handling the original request."
+   */
+  cancelled(): void {
+    if (this.state !== 'calling' && this.state !== 'proceeding') return;
+    this.startTimer('cancel', this.values.B, () => {
+      if (this.state !== 'calling' && this.state !== 'proceeding') return;
+      this.transition('terminated');
+      this.user.final(localFailure(this.request, 487, 'no final response within 64*T1 of the CANCEL'));
+    });
   }
 
   /**

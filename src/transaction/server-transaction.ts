@@ -118,9 +118,18 @@ export class InviteServerTransaction extends Transaction<InviteState> implements
     }
   }
 
+  /**
+   * RFC 6026 §7.1: "A server transaction MUST NOT discard transaction state based only on
+   * encountering a non-recoverable transport error when sending a response. Instead, the
+   * associated INVITE server transaction state machine MUST remain in its current state." Its
+   * timers end it; meanwhile retransmitted INVITEs are absorbed.
+   */
   transportError(_error: TransportError): void {
-    if (this.state !== 'terminated' && this.state !== 'confirmed') this.transition('terminated');
+    this.transportFailed = true;
   }
+
+  /** Whether a response could not be sent (the TU is told through diagnostics only). */
+  transportFailed = false;
 
   private armG(interval: number): void {
     this.startTimer('G', interval, () => {

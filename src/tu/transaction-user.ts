@@ -19,9 +19,13 @@ export interface ServerRequest {
   send(response: SipMessage): void;
 }
 
-/** The layer above the transaction layer: what the stack hands requests to. */
+/**
+ * The layer above the transaction layer: what the stack hands requests to. A TU that returns a
+ * promise is busy until it settles: its queue waits (see `tuConcurrency`), and under overload
+ * new requests for it are refused with 503 instead of piling up.
+ */
 export interface TransactionUser {
-  onRequest(request: ServerRequest): void;
+  onRequest(request: ServerRequest): void | Promise<void>;
 }
 
 /** Which requests a TU wants (all given conditions must hold). */

@@ -1,6 +1,5 @@
 import type { SipMessage } from '../message/sip-message.js';
-import { TimeLimitFifo } from '../util/time-limit-fifo.js';
-import type { Clock } from '../util/clock.js';
+import { TimeLimitFifo, type TimeLimitFifoOptions } from '../util/time-limit-fifo.js';
 import type { ServerRequest, TransactionUser, TuFilter } from './transaction-user.js';
 
 /** A registered TU with its filter and its own queue (reSIProcate's TuSelector entries). */
@@ -18,7 +17,7 @@ export class TuSelector {
   private readonly entries: TuEntry[] = [];
   private fallback: TuEntry | undefined;
 
-  constructor(private readonly queueOptions: { limitMs: number; maxLength?: number; clock: Clock }) {}
+  constructor(private readonly queueOptions: TimeLimitFifoOptions) {}
 
   add(tu: TransactionUser, filter?: TuFilter): void {
     this.entries.push(this.entry(tu, filter));

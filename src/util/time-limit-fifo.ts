@@ -1,22 +1,39 @@
 import type { Clock } from './clock.js';
 import { systemClock } from './clock.js';
 
-/**
- * A Fifo that knows how long its oldest item has waited (reSIProcate's TimeLimitFifo). When the
- * wait passes `limitMs`, `admits('request')` says no: new work is refused (the caller answers 503
- * with Retry-After) while work that finishes something already admitted — responses, ACKs — is
- * always taken. A hard cap on length bounds memory whatever the clock says.
- */
+/** New work (refused under overload) or work that finishes something admitted (always taken). */
 export type WorkKind = 'request' | 'other';
 
+export interface TimeLimitFifoOptions {
+  /** Refuse new work when its expected wait passes this, ms. */
+  limitMs: number;
+  /** Hard cap on queued items, whatever the clock says. Default 10,000. */
+  maxLength?: number;
+  /** Items handed to the consumer per turn of the event loop. Default 64. */
+  batch?: number;
+  /** Items whose returned promise may be pending at once. Default 1 (one at a time). */
+  concurrency?: number;
+  clock?: Clock;
+}
+
+/**
+ * A FIFO that knows how long its work waits (reSIProcate's TimeLimitFifo). New work is refused
+ * when either the oldest queued item has already waited longer than `limitMs`, or the queue's
+ * length times the measured time to serve one item says the newcomer would. Work that finishes
+ * something already admitted (responses, ACKs) is always taken. A consumer may return a promise:
+ * the queue then waits for it (up to `concurrency` at once) before handing over more.
+ */
 export class TimeLimitFifo<T> {
   private items: Array<{ item: T; at: number }> = [];
   private head = 0;
   private scheduled = false;
+  private inFlight = 0;
+  /** Moving average of the time one item takes to serve, ms. */
+  private serviceMs = 0;
 
   constructor(
-    private readonly consume: (item: T) => void,
-    private readonly options: { limitMs: number; maxLength?: number; batch?: number; clock?: Clock },
+    private readonly consume: (item: T) => void | Promise<void>,
+    private readonly options: TimeLimitFifoOptions,
   ) {}
 
   get size(): number {
@@ -29,20 +46,21 @@ export class TimeLimitFifo<T> {
     return oldest ? this.clock.now() - oldest.at : 0;
   }
 
-  /** Whether work of this kind would be taken now. */
-  admits(kind: WorkKind): boolean {
-    if (kind !== 'request') return true;
-    return this.wait <= this.options.limitMs && this.size < (this.options.maxLength ?? 10_000);
+  /** The wait a newcomer can expect, ms. */
+  get expectedWait(): number {
+    return Math.max(this.wait, (this.size + this.inFlight) * this.serviceMs);
   }
 
-  /** Queues an item; returns false (and drops it) when a request is refused. */
+  admits(kind: WorkKind): boolean {
+    if (kind !== 'request') return true;
+    return this.expectedWait <= this.options.limitMs && this.size < (this.options.maxLength ?? 10_000);
+  }
+
+  /** Queues an item; returns false (and drops it) when new work is refused. */
   push(item: T, kind: WorkKind = 'other'): boolean {
     if (!this.admits(kind)) return false;
     this.items.push({ item, at: this.clock.now() });
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(this.drain);
-    }
+    this.schedule();
     return true;
   }
 
@@ -50,20 +68,45 @@ export class TimeLimitFifo<T> {
     return this.options.clock ?? systemClock;
   }
 
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(this.drain);
+  }
+
   private readonly drain = (): void => {
     this.scheduled = false;
-    const end = Math.min(this.items.length, this.head + (this.options.batch ?? 64));
-    while (this.head < end) {
+    const concurrency = this.options.concurrency ?? 1;
+    let served = 0;
+    const batch = this.options.batch ?? 64;
+    while (this.head < this.items.length && served < batch && this.inFlight < concurrency) {
       const entry = this.items[this.head]!;
       this.items[this.head++] = undefined as unknown as { item: T; at: number };
-      this.consume(entry.item);
+      served++;
+      const started = this.clock.now();
+      const result = this.consume(entry.item);
+      if (result && typeof (result as Promise<void>).then === 'function') {
+        this.inFlight++;
+        (result as Promise<void>).then(
+          () => this.finished(started),
+          () => this.finished(started),
+        );
+      } else this.measure(started);
     }
     if (this.head === this.items.length) {
       this.items = [];
       this.head = 0;
-    } else if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(this.drain);
-    }
+    } else if (this.inFlight < concurrency) this.schedule();
   };
+
+  private finished(started: number): void {
+    this.inFlight--;
+    this.measure(started);
+    if (this.size > 0) this.schedule();
+  }
+
+  private measure(started: number): void {
+    const took = this.clock.now() - started;
+    this.serviceMs = this.serviceMs === 0 ? took : this.serviceMs * 0.8 + took * 0.2;
+  }
 }
