@@ -126,7 +126,9 @@ export function createResponse(request: SipMessage, status: number, reason?: str
  *  with the To copied as it came. */
 function readableTo(text: string): NameAddr | undefined {
   try {
-    return parseNameAddr(text, 'to');
+    const to = parseNameAddr(text, 'to');
+    void to.uri; // the URI is parsed lazily: read it here, where a failure can still be handled
+    return to;
   } catch (error) {
     if (error instanceof SipParseError) return undefined;
     throw error;

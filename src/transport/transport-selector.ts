@@ -1,3 +1,4 @@
+import { SipParseError } from '../message/parse-error.js';
 import type { SipMessage } from '../message/sip-message.js';
 import type { Via } from '../message/via.js';
 import type { NameAddr } from '../message/name-addr.js';
@@ -93,7 +94,7 @@ export class TransportSelector {
         return { bytes, transport, target: source, connectionId, tid };
       }
     }
-    const target = responseTarget(response.via[0], source);
+    const target = responseTarget(readableTopVia(response), source);
     const transport = this.require(target.protocol, target);
     const connectionId = await transport.send(bytes, target, tid);
     return { bytes, transport, target, connectionId, tid };
@@ -155,6 +156,16 @@ export function responseTarget(via: Via | undefined, source: Tuple): Tuple {
   const rport = protocol === 'udp' ? via.rport : undefined;
   const port = typeof rport === 'number' ? rport : (via.port ?? defaultPort(protocol));
   return { protocol, address, port };
+}
+
+/** The top Via, or undefined when it cannot be read (a 400 for a broken Via goes to the source). */
+function readableTopVia(response: SipMessage): Via | undefined {
+  try {
+    return response.via[0];
+  } catch (error) {
+    if (error instanceof SipParseError) return undefined;
+    throw error;
+  }
 }
 
 function hostOf(address: string): string {
