@@ -137,10 +137,11 @@ export class SipStack {
     const final = new Promise<SipMessage>((resolve) => (resolveFinal = resolve));
     let gotProvisional = false;
     let cancelWanted = false;
-    let transaction: ReturnType<TransactionLayer['request']> | undefined;
+    // Filled once the transaction exists (below); the callbacks run later.
+    const started: { transaction?: ReturnType<TransactionLayer['request']> } = {};
     const sendCancel = (): void => {
       void this.request(cancelFor(message), { target });
-      if (transaction instanceof InviteClientTransaction) transaction.cancelled();
+      if (started.transaction instanceof InviteClientTransaction) started.transaction.cancelled();
     };
     const user: ClientTransactionUser = {
       provisional: (r) => {
@@ -158,7 +159,7 @@ export class SipStack {
     };
     let settled = false;
     void final.then(() => (settled = true));
-    transaction = this.layer.request(message, target, user);
+    started.transaction = this.layer.request(message, target, user);
     const handle: ClientRequest = {
       request: message,
       final,
