@@ -3,6 +3,7 @@ import { parseMessage } from './message/parse-message.js';
 import type { SipMessage } from './message/sip-message.js';
 import { DEFAULT_BODY_TYPES, KNOWN_METHODS, type ValidationOptions } from './message/validate.js';
 import { InviteClientTransaction, type ClientTransactionUser } from './transaction/client-transaction.js';
+import type { ServerTransaction } from './transaction/server-transaction.js';
 import { DEFAULT_TIMERS, type TimerBase } from './transaction/timers.js';
 import { TransactionLayer, type InboundRequest } from './transaction/transaction-layer.js';
 import { defaultPort } from './transport/address.js';
@@ -76,7 +77,11 @@ export class SipStack {
       concurrency: options.tuConcurrency ?? 1,
       clock: this.clock,
     });
-    this.layer = new TransactionLayer(this.selector, this.timers, base, { request: (r) => this.deliver(r) }, {
+    const up = {
+      request: (r: InboundRequest) => this.deliver(r),
+      failed: (tx: ServerTransaction, reason: string) => this.tus.select(tx.request)?.tu.onTransactionFailure?.(tx, reason),
+    };
+    this.layer = new TransactionLayer(this.selector, this.timers, base, up, {
       acceptedBodyTypes: DEFAULT_BODY_TYPES,
       ...options.validation,
     });

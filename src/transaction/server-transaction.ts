@@ -18,6 +18,8 @@ export interface ServerTransactionHost extends TransactionHost {
   retransmit(sent: Sent): Promise<void>;
   /** RFC 6026 §7.1: an ACK for a 2xx that reached the Accepted state goes to the TU. */
   ackFor2xx(ack: SipMessage, route: ResponseRoute): void;
+  /** §17.2.1: Timer H fired — the ACK never came; the TU must hear of the failure. */
+  failed(transaction: ServerTransaction, reason: string): void;
 }
 
 type InviteState = 'proceeding' | 'completed' | 'confirmed' | 'accepted' | 'terminated';
@@ -86,7 +88,12 @@ export class InviteServerTransaction extends Transaction<InviteState> implements
           this.transition('completed');
           this.send(response);
           if (!this.reliable) this.armG(this.values.G);
-          this.startTimer('H', this.values.H, () => this.transition('terminated'));
+          this.startTimer('H', this.values.H, () => {
+            // "…MUST transition to the Terminated state, and MUST indicate to the TU that a
+            // transaction failure has occurred" (§17.2.1).
+            this.transition('terminated');
+            this.host.failed(this, 'no ACK for the final response (Timer H)');
+          });
         }
         return;
       case 'accepted':

@@ -40,6 +40,8 @@ export interface InboundRequest {
 /** How the transaction layer reaches the layer above (the stack's TU selector). */
 export interface TransactionUpPort {
   request(request: InboundRequest): void;
+  /** A server transaction failed after the TU answered (§17.2.1 Timer H). */
+  failed(transaction: ServerTransaction, reason: string): void;
 }
 
 type ServerTx = InviteServerTransaction | NonInviteServerTransaction;
@@ -81,6 +83,7 @@ export class TransactionLayer {
       respond: async (response, route, tid) => this.trace(await this.selector.respond(response, route, tid)),
       retransmit: (sent) => this.selector.retransmit(sent),
       ackFor2xx: (ack, route) => this.up.request({ message: ack, route, transaction: undefined, cancels: undefined }),
+      failed: (transaction, reason) => this.up.failed(transaction, reason),
     };
   }
 

@@ -26,6 +26,9 @@ export interface ServerRequest {
  */
 export interface TransactionUser {
   onRequest(request: ServerRequest): void | Promise<void>;
+  /** A server transaction of this TU's failed after it answered: an INVITE's final response got
+   *  no ACK within 64·T1 (RFC 3261 §17.2.1, Timer H). */
+  onTransactionFailure?(transaction: ServerTransaction, reason: string): void;
 }
 
 /** Which requests a TU wants (all given conditions must hold). */
