@@ -17,7 +17,10 @@ import { InboundServerRequest, type TransactionUser, type TuFilter } from './tu/
 import { TuSelector } from './tu/tu-selector.js';
 import { systemClock, type Clock } from './util/clock.js';
 import { ParleyError } from './util/errors.js';
-import { Fifo } from './util/fifo.js';
+import { Fifo, type Sink } from './util/fifo.js';
+import { channel } from 'node:diagnostics_channel';
+
+const dropChannel = channel('parley:stack:drop');
 import { TimerQueue } from './util/timer-queue.js';
 
 export interface SipStackOptions extends Partial<TimerBase> {
@@ -30,6 +33,9 @@ export interface SipStackOptions extends Partial<TimerBase> {
   stream?: StreamOptions;
   /** A TU queue whose oldest request waited longer than this refuses new requests with 503. Default 2000 ms. */
   tuQueueLimitMs?: number;
+  /** Received messages waiting for the transaction layer beyond which new requests are dropped
+   *  (their senders retransmit; responses are always taken). Default 10,000. */
+  maxInboundQueue?: number;
   /** Requests one TU may be working on at once when its onRequest returns a promise. Default 1. */
   tuConcurrency?: number;
   /** Retry-After seconds on those 503s. Default 5. */
@@ -86,7 +92,22 @@ export class SipStack {
       ...options.validation,
     });
     this.inbound = new Fifo<TransportEvent>((event) => this.layer.receive(event));
+    const maxInbound = options.maxInboundQueue ?? 10_000;
+    const queue = this.inbound;
+    // What transports push into: past the bound, a flood of new requests is shed here, before
+    // any work or memory is spent on it (ARCHITECTURE.md: degrade, never grow without bound).
+    this.transportSink = {
+      push: (event) => {
+        if (queue.size >= maxInbound && event.type === 'message' && event.message.isRequest && event.message.method !== 'ACK') {
+          if (dropChannel.hasSubscribers) dropChannel.publish({ reason: 'inbound queue full', source: event.source });
+          return;
+        }
+        queue.push(event);
+      },
+    };
   }
+
+  private readonly transportSink: Sink<TransportEvent>;
 
   /** The started transports, with their real ports. */
   get transports(): readonly Transport[] {
@@ -107,7 +128,7 @@ export class SipStack {
     for (const spec of this.options.transports) {
       const transport =
         typeof spec === 'string'
-          ? createTransport(spec, { ...this.options.stream, clock: this.options.stream?.clock ?? this.clock, sink: this.inbound, tls: this.options.tls })
+          ? createTransport(spec, { ...this.options.stream, clock: this.options.stream?.clock ?? this.clock, sink: this.transportSink, tls: this.options.tls })
           : spec;
       if (typeof spec === 'string') await transport.start();
       this.started.push(transport);
@@ -124,8 +145,8 @@ export class SipStack {
   }
 
   /** The sink transports created outside the stack must push into. */
-  get sink(): Fifo<TransportEvent> {
-    return this.inbound;
+  get sink(): Sink<TransportEvent> {
+    return this.transportSink;
   }
 
   /**
