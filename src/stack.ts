@@ -1,3 +1,4 @@
+import { channel } from 'node:diagnostics_channel';
 import { createResponse, generateBranch } from './message/builder.js';
 import { parseMessage } from './message/parse-message.js';
 import type { SipMessage } from './message/sip-message.js';
@@ -18,10 +19,9 @@ import { TuSelector } from './tu/tu-selector.js';
 import { systemClock, type Clock } from './util/clock.js';
 import { ParleyError } from './util/errors.js';
 import { Fifo, type Sink } from './util/fifo.js';
-import { channel } from 'node:diagnostics_channel';
+import { TimerQueue } from './util/timer-queue.js';
 
 const dropChannel = channel('parley:stack:drop');
-import { TimerQueue } from './util/timer-queue.js';
 
 export interface SipStackOptions extends Partial<TimerBase> {
   /** Listen addresses (`udp:127.0.0.1:5060`…) or ready Transport objects. */
@@ -166,6 +166,8 @@ export class SipStack {
     // Filled once the transaction exists (below); the callbacks run later.
     const started: { transaction?: ReturnType<TransactionLayer['request']> } = {};
     const sendCancel = (): void => {
+      // Not while stopping: the INVITE's own timers end it then.
+      if (this.stopping) return;
       void this.request(cancelFor(message), { target });
       if (started.transaction instanceof InviteClientTransaction) started.transaction.cancelled();
     };
