@@ -54,8 +54,7 @@ import {
 } from '../../src/index.js';
 import { RFC4475_CASES, type TortureCase } from '../fixtures/torture-cases.js';
 import { testCerts } from '../support/certs.js';
-import { repoRoot, startResponder, type Responder } from '../support/parley-responder.js';
-import { startResponderProcess } from '../support/responder-process.js';
+import { repoRoot, startResponder, startResponderProcess, type Responder } from '../support/parley-responder.js';
 import { sip } from '../support/sip-bytes.js';
 import { freePort, killAll, onCi, sippVersion, waitForUdpBound } from '../support/sipp.js';
 import { alive, runScenario, sumCounts, type ScenarioRun } from '../support/sipp-scenario.js';
