@@ -30,6 +30,41 @@ export function localFailure(request: SipMessage, status: 408 | 487 | 503, why: 
 }
 
 /**
+ * What both client machines share: the request, where it goes, who hears the outcome, and the
+ * first transmission, whose bytes are kept for every retransmission.
+ */
+abstract class ClientTransaction<S extends string> extends Transaction<S> {
+  protected sent: Sent | undefined;
+
+  constructor(
+    id: string,
+    initial: S,
+    readonly request: SipMessage,
+    private readonly target: Target,
+    protected readonly reliable: boolean,
+    protected override readonly host: ClientTransactionHost,
+    values: TimerValues,
+    protected readonly user: ClientTransactionUser,
+  ) {
+    super(id, initial, host, values);
+  }
+
+  abstract receive(response: SipMessage): void;
+  abstract transportError(error: TransportError): void;
+
+  /** Sends the request once; `sent` runs with the kept bytes, a failure ends the transaction. */
+  protected transmitFirst(sent: () => void): void {
+    this.host.transmit(this.request, this.target, this.id).then(
+      (result) => {
+        this.sent = result;
+        sent();
+      },
+      (error: TransportError) => this.transportError(error),
+    );
+  }
+}
+
+/**
  * INVITE client transaction: RFC 3261 §17.1.1 (Figure 5) with RFC 6026 §7.2 (Figure 3).
  *
  *   calling ──1xx──▶ proceeding ──300-699──▶ completed ──Timer D──▶ terminated
@@ -38,7 +73,7 @@ export function localFailure(request: SipMessage, status: 408 | 487 | 503, why: 
  *      │            └──Timer M──▶ terminated       │
  *      └──Timer B / transport error──▶ terminated  │
  */
-export class InviteClientTransaction extends Transaction<InviteState> {
+export class InviteClientTransaction extends ClientTransaction<InviteState> {
   readonly kind = 'invite-client' as const;
   protected readonly table: Record<InviteState, readonly InviteState[]> = {
     calling: ['proceeding', 'completed', 'accepted', 'terminated'],
@@ -47,30 +82,25 @@ export class InviteClientTransaction extends Transaction<InviteState> {
     accepted: ['terminated'],
     terminated: [],
   };
-  private sent: Sent | undefined;
   private ackBytes: Buffer | undefined;
 
   constructor(
     id: string,
-    readonly request: SipMessage,
-    private readonly target: Target,
-    private readonly reliable: boolean,
-    protected override readonly host: ClientTransactionHost,
+    request: SipMessage,
+    target: Target,
+    reliable: boolean,
+    host: ClientTransactionHost,
     values: TimerValues,
-    private readonly user: ClientTransactionUser,
+    user: ClientTransactionUser,
   ) {
-    super(id, 'calling', host, values);
+    super(id, 'calling', request, target, reliable, host, values, user);
   }
 
   /** §17.1.1.2: send the INVITE; Timer A (unreliable) and Timer B start. */
   start(): void {
-    this.host.transmit(this.request, this.target, this.id).then(
-      (sent) => {
-        this.sent = sent;
-        if (this.state === 'calling' && !this.reliable) this.armA(this.values.A);
-      },
-      (error: TransportError) => this.transportError(error),
-    );
+    this.transmitFirst(() => {
+      if (this.state === 'calling' && !this.reliable) this.armA(this.values.A);
+    });
     this.startTimer('B', this.values.B, () => {
       // "If the client transaction is still in the Calling state when timer B fires, the client
       // transaction SHOULD inform the TU that a timeout has occurred."
@@ -183,7 +213,7 @@ export class InviteClientTransaction extends Transaction<InviteState> {
  *     └──200-699────────────────────────────▲
  *   trying / proceeding ──Timer F / transport error──▶ terminated
  */
-export class NonInviteClientTransaction extends Transaction<NonInviteState> {
+export class NonInviteClientTransaction extends ClientTransaction<NonInviteState> {
   readonly kind = 'non-invite-client' as const;
   protected readonly table: Record<NonInviteState, readonly NonInviteState[]> = {
     trying: ['proceeding', 'completed', 'terminated'],
@@ -191,29 +221,23 @@ export class NonInviteClientTransaction extends Transaction<NonInviteState> {
     completed: ['terminated'],
     terminated: [],
   };
-  private sent: Sent | undefined;
-
   constructor(
     id: string,
-    readonly request: SipMessage,
-    private readonly target: Target,
-    private readonly reliable: boolean,
-    protected override readonly host: ClientTransactionHost,
+    request: SipMessage,
+    target: Target,
+    reliable: boolean,
+    host: ClientTransactionHost,
     values: TimerValues,
-    private readonly user: ClientTransactionUser,
+    user: ClientTransactionUser,
   ) {
-    super(id, 'trying', host, values);
+    super(id, 'trying', request, target, reliable, host, values, user);
   }
 
   /** §17.1.2.2: send the request; Timer E (unreliable) and Timer F start. */
   start(): void {
-    this.host.transmit(this.request, this.target, this.id).then(
-      (sent) => {
-        this.sent = sent;
-        if (!this.reliable && (this.state === 'trying' || this.state === 'proceeding')) this.armE(this.values.E);
-      },
-      (error: TransportError) => this.transportError(error),
-    );
+    this.transmitFirst(() => {
+      if (!this.reliable && (this.state === 'trying' || this.state === 'proceeding')) this.armE(this.values.E);
+    });
     this.startTimer('F', this.values.F, () => {
       if (this.state !== 'trying' && this.state !== 'proceeding') return;
       this.transition('terminated');

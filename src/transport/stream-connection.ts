@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import { StreamFramer, type FramedItem, type FramerLimits } from '../message/stream-framer.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
 import type { ManagedConnection } from './connection-manager.js';
-import { TransportError } from './transport-error.js';
+import { TransportError, isNetworkError } from './transport-error.js';
 import type { Tuple } from './types.js';
 
 const CRLF = Buffer.from('\r\n', 'latin1');
@@ -74,7 +74,7 @@ export class StreamConnection implements ManagedConnection {
     socket.on('end', () => this.peerEnded());
     socket.on('error', (error) => {
       this.failure ??=
-        this.state === 'connecting' && this.options.handshakeErrorsAreTls && !isSocketLevel(error)
+        this.state === 'connecting' && this.options.handshakeErrorsAreTls && !isNetworkError(error)
           ? new TransportError('TRANSPORT_TLS', error.message, remote, error)
           : TransportError.fromSocketError(error, remote);
     });
@@ -242,11 +242,6 @@ export class StreamConnection implements ManagedConnection {
     this.pongTimer = undefined;
     this.schedulePing();
   }
-}
-
-function isSocketLevel(error: Error): boolean {
-  const code = (error as NodeJS.ErrnoException).code ?? '';
-  return ['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'EADDRNOTAVAIL', 'EPIPE'].includes(code);
 }
 
 /** `::ffff:192.0.2.1` (an IPv4 peer on a dual-stack socket) → `192.0.2.1`. */

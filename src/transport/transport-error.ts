@@ -18,6 +18,15 @@ export type TransportErrorCode =
   | 'TRANSPORT_NO_TRANSPORT'
   | 'TRANSPORT_BAD_ADDRESS';
 
+const UNREACHABLE = ['EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ENOTFOUND', 'EAFNOSUPPORT', 'EINVAL'];
+const RESET = ['ECONNRESET', 'EPIPE', 'ECONNABORTED'];
+
+/** Whether an error came from the network path itself (refused, reset, unreachable, timed out). */
+export function isNetworkError(error: unknown): boolean {
+  const errno = (error as NodeJS.ErrnoException | undefined)?.code ?? '';
+  return errno === 'ECONNREFUSED' || errno === 'ETIMEDOUT' || RESET.includes(errno) || UNREACHABLE.includes(errno);
+}
+
 export class TransportError extends ParleyError {
   declare readonly code: TransportErrorCode;
   readonly target: Tuple | undefined;
@@ -34,11 +43,10 @@ export class TransportError extends ParleyError {
     const text = error instanceof Error ? error.message : String(error);
     let code: TransportErrorCode;
     if (errno === 'ECONNREFUSED') code = 'TRANSPORT_REFUSED';
-    else if (errno === 'ECONNRESET' || errno === 'EPIPE' || errno === 'ECONNABORTED') code = 'TRANSPORT_RESET';
+    else if (RESET.includes(errno)) code = 'TRANSPORT_RESET';
     else if (errno === 'ETIMEDOUT') code = 'TRANSPORT_TIMEOUT';
-    else if (['EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ENOTFOUND', 'EAFNOSUPPORT', 'EINVAL'].includes(errno)) {
-      code = 'TRANSPORT_UNREACHABLE';
-    } else if (errno.startsWith('ERR_TLS') || errno.startsWith('ERR_SSL') || /certificate|ssl|tls|self[- ]signed/i.test(`${errno} ${text}`)) {
+    else if (UNREACHABLE.includes(errno)) code = 'TRANSPORT_UNREACHABLE';
+    else if (errno.startsWith('ERR_TLS') || errno.startsWith('ERR_SSL') || /certificate|ssl|tls|self[- ]signed/i.test(`${errno} ${text}`)) {
       code = 'TRANSPORT_TLS';
     } else if (errno === 'EMSGSIZE') code = 'TRANSPORT_TOO_LARGE';
     else code = 'TRANSPORT_RESET';

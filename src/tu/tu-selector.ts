@@ -39,12 +39,6 @@ export class TuSelector {
     return [...methods];
   }
 
-  get queued(): number {
-    let n = this.fallback?.queue.size ?? 0;
-    for (const entry of this.entries) n += entry.queue.size;
-    return n;
-  }
-
   private entry(tu: TransactionUser, filter: TuFilter | undefined): TuEntry {
     return { tu, filter, queue: new TimeLimitFifo<ServerRequest>((request) => tu.onRequest(request), this.queueOptions) };
   }
