@@ -3,7 +3,9 @@ export * from './message/index.js';
 export * from './transport/index.js';
 export * from './transaction/index.js';
 export * from './tu/index.js';
-export { SipStack, targetOf, type ClientRequest, type SipStackOptions } from './stack.js';
+export * from './dns/index.js';
+export { SipStack, targetOf, type SipStackOptions } from './stack.js';
+export { OutgoingRequest, type ClientRequest } from './outgoing-request.js';
 export { ParleyError } from './util/errors.js';
 export {
   Fifo,

@@ -1,13 +1,18 @@
 import { channel } from 'node:diagnostics_channel';
+import { isIP } from 'node:net';
+import { SipResolver, type ResolverOptions } from './dns/sip-resolver.js';
+import type { SipTransport } from './dns/target-marks.js';
 import { createResponse, generateBranch } from './message/builder.js';
 import { parseMessage } from './message/parse-message.js';
 import type { SipMessage } from './message/sip-message.js';
+import type { SipUri } from './message/uri.js';
+import { OutgoingRequest, type ClientRequest, type OutgoingPort } from './outgoing-request.js';
 import { DEFAULT_BODY_TYPES, KNOWN_METHODS, type ValidationOptions } from './message/validate.js';
-import { InviteClientTransaction, type ClientTransactionUser } from './transaction/client-transaction.js';
+import { InviteClientTransaction } from './transaction/client-transaction.js';
 import type { ServerTransaction } from './transaction/server-transaction.js';
 import { DEFAULT_TIMERS, type TimerBase } from './transaction/timers.js';
 import { TransactionLayer, type InboundRequest } from './transaction/transaction-layer.js';
-import { defaultPort } from './transport/address.js';
+import { defaultPort, family, parseListenAddress } from './transport/address.js';
 import { createTransport } from './transport/create-transport.js';
 import type { StreamOptions } from './transport/stream-transport.js';
 import type { TlsOptions } from './transport/tls-transport.js';
@@ -42,18 +47,12 @@ export interface SipStackOptions extends Partial<TimerBase> {
   retryAfterSeconds?: number;
   /** Applied to every received message (RFC 3261 §8.2). */
   validation?: ValidationOptions;
-}
-
-/** A request sent through the stack: its responses as they arrive. */
-export interface ClientRequest {
-  readonly request: SipMessage;
-  /** Resolves with the final response; a 408 (timeout) or 503 (transport failure) made locally. */
-  readonly final: Promise<SipMessage>;
-  onProvisional(handler: (response: SipMessage) => void): this;
-  /** RFC 6026: retransmissions of a 2xx to an INVITE (the TU sends its ACK again). */
-  on2xx(handler: (response: SipMessage) => void): this;
-  /** INVITE only (§9.1): sends a CANCEL once a provisional response has arrived. */
-  cancel(): void;
+  /**
+   * RFC 3263 server location for requests without an explicit target (docs/dns.md): resolver
+   * options, a resolver to share, or false to hand host names to the operating system. Default:
+   * nameservers from /etc/resolv.conf, /etc/hosts first, the transports this stack listens on.
+   */
+  dns?: ResolverOptions | SipResolver | false;
 }
 
 /**
@@ -63,6 +62,8 @@ export interface ClientRequest {
 export class SipStack {
   readonly timers: TimerQueue;
   readonly selector = new TransportSelector({ transports: [] });
+  /** RFC 3263 next-hop lookups; undefined with `dns: false`. */
+  readonly resolver: SipResolver | undefined;
   private readonly clock: Clock;
   private readonly layer: TransactionLayer;
   private readonly tus: TuSelector;
@@ -73,6 +74,13 @@ export class SipStack {
   constructor(private readonly options: SipStackOptions) {
     this.clock = options.clock ?? systemClock;
     this.timers = new TimerQueue(this.clock);
+    this.resolver =
+      options.dns === false
+        ? undefined
+        : options.dns instanceof SipResolver
+          ? options.dns
+          : new SipResolver({ clock: this.clock, ...reachable(options.transports), ...options.dns });
+    if (this.resolver) this.selector.resolver = this.resolver;
     const base: TimerBase = {
       t1: options.t1 ?? DEFAULT_TIMERS.t1,
       t2: options.t2 ?? DEFAULT_TIMERS.t2,
@@ -156,58 +164,25 @@ export class SipStack {
   request(message: SipMessage, options: { target?: Target } = {}): ClientRequest {
     if (this.stopping) throw new ParleyError('STACK_STOPPING', 'the stack is stopping');
     ensureBranch(message);
-    const target = options.target ?? targetOf(message);
-    const provisional: Array<(r: SipMessage) => void> = [];
-    const retransmitted: Array<(r: SipMessage) => void> = [];
-    let resolveFinal!: (response: SipMessage) => void;
-    const final = new Promise<SipMessage>((resolve) => (resolveFinal = resolve));
-    let gotProvisional = false;
-    let cancelWanted = false;
-    // Filled once the transaction exists (below); the callbacks run later.
-    const started: { transaction?: ReturnType<TransactionLayer['request']> } = {};
-    const sendCancel = (): void => {
-      // Not while stopping: the INVITE's own timers end it then.
-      if (this.stopping) return;
-      void this.request(cancelFor(message), { target });
-      if (started.transaction instanceof InviteClientTransaction) started.transaction.cancelled();
+    const port: OutgoingPort = {
+      start: (m, target, user) => {
+        const tx = this.layer.request(m, target, user);
+        return { cancelled: () => tx instanceof InviteClientTransaction && tx.cancelled() };
+      },
+      sendCancel: (invite, target) => void this.request(cancelFor(invite), { target }),
+      stopping: () => this.stopping,
     };
-    const user: ClientTransactionUser = {
-      provisional: (r) => {
-        gotProvisional = true;
-        if (cancelWanted) {
-          cancelWanted = false;
-          sendCancel();
-        }
-        for (const h of provisional) h(r);
-      },
-      final: (r) => resolveFinal(r),
-      retransmitted2xx: (r) => {
-        for (const h of retransmitted) h(r);
-      },
-    };
-    let settled = false;
-    void final.then(() => (settled = true));
-    started.transaction = this.layer.request(message, target, user);
-    const handle: ClientRequest = {
-      request: message,
-      final,
-      onProvisional(h) {
-        provisional.push(h);
-        return this;
-      },
-      on2xx(h) {
-        retransmitted.push(h);
-        return this;
-      },
-      cancel: () => {
-        if (message.method !== 'INVITE' || settled) return;
-        // §9.1: "If no provisional response has been received, the CANCEL request MUST NOT be
-        // sent; rather, the client MUST wait for the arrival of a provisional response."
-        if (gotProvisional) sendCancel();
-        else cancelWanted = true;
-      },
-    };
-    return handle;
+    if (options.target) return new OutgoingRequest(message, port, { single: options.target });
+    const uri = nextHopUri(message);
+    // RFC 3263 §4: a numeric host needs no DNS, and without a resolver host names go to the OS.
+    if (!this.resolver || isIP(stripBrackets(uri.params.maddr ?? uri.host)) !== 0) {
+      return new OutgoingRequest(message, port, { single: targetOf(message) });
+    }
+    return new OutgoingRequest(message, port, {
+      list: this.resolver.resolve(uri),
+      marks: this.resolver.marks,
+      allowTcpSwitch: uri.transport === undefined,
+    });
   }
 
   /** Sends a request or response with no transaction (proxies; ACK for a 2xx, §13.2.2.4). */
@@ -232,6 +207,7 @@ export class SipStack {
       await new Promise<void>((resolve) => setTimeout(resolve, 20).unref());
     }
     this.layer.shutdown();
+    if (this.resolver && !(this.options.dns instanceof SipResolver)) this.resolver.close();
     await Promise.all(this.started.map((t) => t.close()));
     this.started.length = 0;
   }
@@ -262,6 +238,16 @@ export class SipStack {
   }
 }
 
+/** The transports and address families a stack's listen addresses let it send on, in RFC 3263 order. */
+function reachable(specs: ReadonlyArray<string | Transport>): { transports: SipTransport[]; families: Array<4 | 6> } {
+  const tuples = specs.map((spec) => (typeof spec === 'string' ? parseListenAddress(spec) : { protocol: spec.protocol, address: spec.local.address }));
+  const order: SipTransport[] = ['udp', 'tcp', 'tls', 'ws', 'wss'];
+  return {
+    transports: order.filter((t) => tuples.some((tuple) => tuple.protocol === t)),
+    families: ([4, 6] as const).filter((f) => tuples.some((tuple) => family(tuple.address) === f)),
+  };
+}
+
 function ensureBranch(message: SipMessage): void {
   if (message.via.length === 0) message.prependHeader('Via', `SIP/2.0/UDP 0.0.0.0;branch=${generateBranch()}`);
   else if (!message.via[0]!.branch) message.update('via', 0, (via: { branch: string | undefined }) => (via.branch = generateBranch()));
@@ -272,8 +258,7 @@ function ensureBranch(message: SipMessage): void {
  * routing) or the Request-URI — its maddr or host, port, and transport parameter (tls for sips).
  */
 export function targetOf(message: SipMessage): Target {
-  const route = message.route[0];
-  const uri = route ? route.uri : message.requestUri;
+  const uri = nextHopUri(message);
   const param = uri.transport;
   const protocol: TransportProtocol =
     param === 'tcp' || param === 'tls' || param === 'ws' || param === 'wss' || param === 'udp'
@@ -284,6 +269,16 @@ export function targetOf(message: SipMessage): Target {
   const host = uri.params.maddr ?? uri.address;
   const address = host.charCodeAt(0) === 0x5b ? host.slice(1, -1) : host;
   return { protocol, address, port: uri.port ?? defaultPort(protocol), allowTcpSwitch: param === undefined };
+}
+
+/** RFC 3261 §8.1.2: the first Route's URI (loose routing), else the Request-URI. */
+function nextHopUri(message: SipMessage): SipUri {
+  const route = message.route[0];
+  return route ? route.uri : message.requestUri;
+}
+
+function stripBrackets(host: string): string {
+  return host.charCodeAt(0) === 0x5b ? host.slice(1, -1) : host;
 }
 
 /** §9.1: the CANCEL for an INVITE — same Request-URI, Call-ID, To, From, CSeq number, top Via, Route. */

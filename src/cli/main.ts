@@ -2,6 +2,7 @@
 // The `parley` command. This is the only place that prints for people; the library never does.
 import { readFileSync } from 'node:fs';
 import { parseCommand } from './parse-command.js';
+import { resolveCommand } from './resolve-command.js';
 import { responderCommand } from './responder-command.js';
 
 const USAGE = `Usage: parley <command> [arguments]
@@ -15,6 +16,11 @@ Commands:
                     Answer every request (except ACK) with CODE (default 200). Listen
                     addresses: udp:127.0.0.1:5060, tcp:[::1]:5060, tls:..., ws:...
                     Prints "listening PROTO:HOST:PORT" per address; stops on Ctrl-C.
+  resolve SIP-URI [--dns HOST:PORT]... [--prefer-ipv6]
+                    Print the RFC 3263 targets for a request to SIP-URI, one
+                    "PROTO HOST:PORT" line each, in the order they would be tried.
+                    Nameservers from --dns, else /etc/resolv.conf; /etc/hosts first.
+                    Exit 1 when there are none.
   help              Show this text.
   version           Show Parley's version.
 `;
@@ -31,6 +37,8 @@ async function main(argv: string[]): Promise<number> {
       return parseCommand(rest, (line) => process.stdout.write(`${line}\n`), (line) => process.stderr.write(`${line}\n`));
     case 'responder':
       return responderCommand(rest, (line) => process.stdout.write(`${line}\n`), (line) => process.stderr.write(`${line}\n`));
+    case 'resolve':
+      return resolveCommand(rest, (line) => process.stdout.write(`${line}\n`), (line) => process.stderr.write(`${line}\n`));
     case 'version':
     case '--version':
     case '-v':

@@ -8,8 +8,12 @@ import type { TimerValues } from './timers.js';
 /** What the owner of a client transaction hears. */
 export interface ClientTransactionUser {
   provisional(response: SipMessage): void;
-  /** The final response (or a 408 / 503 made locally for a timeout / transport failure). */
-  final(response: SipMessage): void;
+  /**
+   * The final response, or a 408 / 503 made locally, then with `cause` saying why: 'timeout'
+   * (Timer B / F, RFC 3263 §4.3 "without ever having received any response" when no provisional
+   * came first) or 'transport' (the transport layer could not deliver).
+   */
+  final(response: SipMessage, cause?: LocalFailureCause): void;
   /** RFC 6026 §7.2: 2xx retransmissions to an INVITE, after the first, for the TU to ACK again. */
   retransmitted2xx(response: SipMessage): void;
 }
@@ -20,6 +24,9 @@ export interface ClientTransactionHost extends TransactionHost {
   transmit(request: SipMessage, target: Target, tid: string): Promise<Sent>;
   retransmit(sent: Sent): Promise<void>;
 }
+
+/** Why a client transaction ended without a final response from the network. */
+export type LocalFailureCause = 'timeout' | 'transport';
 
 type InviteState = 'calling' | 'proceeding' | 'completed' | 'accepted' | 'terminated';
 type NonInviteState = 'trying' | 'proceeding' | 'completed' | 'terminated';
@@ -106,7 +113,7 @@ export class InviteClientTransaction extends ClientTransaction<InviteState> {
       // transaction SHOULD inform the TU that a timeout has occurred."
       if (this.state !== 'calling') return;
       this.transition('terminated');
-      this.user.final(localFailure(this.request, 408, 'no response to the INVITE (Timer B)'));
+      this.user.final(localFailure(this.request, 408, 'no response to the INVITE (Timer B)'), 'timeout');
     });
   }
 
@@ -161,7 +168,7 @@ export class InviteClientTransaction extends ClientTransaction<InviteState> {
   transportError(error: TransportError): void {
     if (this.state === 'calling' || this.state === 'proceeding') {
       this.transition('terminated');
-      this.user.final(localFailure(this.request, 503, `transport failure: ${error.message}`));
+      this.user.final(localFailure(this.request, 503, `transport failure: ${error.message}`), 'transport');
     } else if (this.state === 'completed') this.transition('terminated');
   }
 
@@ -241,7 +248,7 @@ export class NonInviteClientTransaction extends ClientTransaction<NonInviteState
     this.startTimer('F', this.values.F, () => {
       if (this.state !== 'trying' && this.state !== 'proceeding') return;
       this.transition('terminated');
-      this.user.final(localFailure(this.request, 408, 'no final response (Timer F)'));
+      this.user.final(localFailure(this.request, 408, 'no final response (Timer F)'), 'timeout');
     });
   }
 
@@ -274,7 +281,7 @@ export class NonInviteClientTransaction extends ClientTransaction<NonInviteState
   transportError(error: TransportError): void {
     if (this.state === 'trying' || this.state === 'proceeding') {
       this.transition('terminated');
-      this.user.final(localFailure(this.request, 503, `transport failure: ${error.message}`));
+      this.user.final(localFailure(this.request, 503, `transport failure: ${error.message}`), 'transport');
     }
   }
 }

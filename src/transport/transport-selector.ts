@@ -1,3 +1,5 @@
+import { isIP } from 'node:net';
+import type { SipResolver } from '../dns/sip-resolver.js';
 import { SipParseError } from '../message/parse-error.js';
 import type { SipMessage } from '../message/sip-message.js';
 import type { Via } from '../message/via.js';
@@ -35,6 +37,8 @@ export const FILL_IN_HOST = '0.0.0.0';
  */
 export class TransportSelector {
   private readonly transports: Transport[];
+  /** RFC 3263 §5 for responses whose first destination failed or is a host name. */
+  resolver: SipResolver | undefined;
 
   constructor(options: { transports: Transport[] }) {
     this.transports = [...options.transports];
@@ -94,10 +98,54 @@ export class TransportSelector {
         return { bytes, transport, target: source, connectionId, tid };
       }
     }
-    const target = responseTarget(readableTopVia(response), source);
-    const transport = this.require(target.protocol, target);
-    const connectionId = await transport.send(bytes, target, tid);
-    return { bytes, transport, target, connectionId, tid };
+    const via = readableTopVia(response);
+    const target = responseTarget(via, source);
+    const resolver = this.resolver;
+    if (resolver && via && isIP(target.address) === 0) {
+      // A maddr or sent-by that is a host name: look it up (RFC 3263 §5) instead of the OS.
+      const sent = await this.respondToResolved(bytes, resolver, via, target, tid, false);
+      if (sent) return sent;
+      throw new TransportError('TRANSPORT_UNREACHABLE', `no address for ${formatHostPort(target.address, target.port)}`, target);
+    }
+    try {
+      const transport = this.require(target.protocol, target);
+      const connectionId = await transport.send(bytes, target, tid);
+      return { bytes, transport, target, connectionId, tid };
+    } catch (error) {
+      // RFC 3263 §5: when sending to that location fails, the server "examines the value of the
+      // sent-by construction in the topmost Via header" and tries each of its targets in turn.
+      if (!(error instanceof TransportError) || !resolver || !via) throw error;
+      const sent = await this.respondToResolved(bytes, resolver, via, target, tid, true);
+      if (sent) return sent;
+      throw error;
+    }
+  }
+
+  /** Tries each RFC 3263 §5 target for a response (not `tried` again); undefined when all fail. */
+  private async respondToResolved(
+    bytes: Buffer,
+    resolver: SipResolver,
+    via: Via,
+    tried: Tuple,
+    tid: string | undefined,
+    skipTried: boolean,
+  ): Promise<Sent | undefined> {
+    const list =
+      via.maddr !== undefined
+        ? (await resolver.lookupAddresses(stripBrackets(via.maddr))).map((address) => ({ transport: tried.protocol, address, port: tried.port }))
+        : await resolver.resolveResponse(via).all();
+    for (const next of list) {
+      if (skipTried && next.transport === tried.protocol && next.address === tried.address && next.port === tried.port) continue;
+      const target: Tuple = { protocol: next.transport, address: next.address, port: next.port };
+      try {
+        const transport = this.require(target.protocol, target);
+        const connectionId = await transport.send(bytes, target, tid);
+        return { bytes, transport, target, connectionId, tid };
+      } catch (error) {
+        if (!(error instanceof TransportError)) throw error;
+      }
+    }
+    return undefined;
   }
 
   /** Sends the same bytes again (the transaction layer's retransmissions). */
