@@ -186,13 +186,29 @@ export class SipStack {
   }
 
   /** Sends a request or response with no transaction (proxies; ACK for a 2xx, §13.2.2.4). */
-  sendStateless(message: SipMessage, target?: Target): Promise<Sent> {
+  async sendStateless(message: SipMessage, target?: Target): Promise<Sent> {
     if (message.isRequest) {
       ensureBranch(message);
-      return this.layer.sendStateless(message, target ?? targetOf(message));
+      return this.layer.sendStateless(message, target ?? (await this.firstTarget(message)));
     }
     if (!target) throw new TransportError('TRANSPORT_BAD_ADDRESS', 'a stateless response needs a target');
     return this.layer.sendStateless(message, target);
+  }
+
+  /**
+   * Where a stateless request goes: RFC 3263's first target (§4.4: a stateless element has no
+   * state to fail over with), or the URI as written when it is numeric or DNS is off.
+   */
+  private async firstTarget(message: SipMessage): Promise<Target> {
+    const uri = nextHopUri(message);
+    if (!this.resolver || isIP(stripBrackets(uri.params.maddr ?? uri.host)) !== 0) return targetOf(message);
+    const list = this.resolver.resolve(uri);
+    const first = await list.next();
+    if (!first) {
+      const why = list.error ? `${list.error.code}: ${list.error.message}` : 'no targets';
+      throw new TransportError('TRANSPORT_UNREACHABLE', `no DNS targets for ${uri.toString()} (${why})`);
+    }
+    return { protocol: first.transport, address: first.address, port: first.port, allowTcpSwitch: uri.transport === undefined };
   }
 
   /**
