@@ -100,11 +100,7 @@ export class DnsClient {
 
   private ask(server: Nameserver, name: string, type: RecordType, over: 'udp' | 'tcp'): Promise<DnsReply> {
     const id = randomInt(0x10000);
-    const query = new Packet();
-    query.header.id = id;
-    query.header.rd = 1;
-    query.questions.push({ name, type: TYPE_CODES[type], class: 1 } as (typeof query.questions)[number]);
-    const bytes = query.toBuffer();
+    const bytes = encodeQuery(id, name, TYPE_CODES[type]);
     this.sent++;
     if (queryChannel.hasSubscribers) queryChannel.publish({ name, type, server: formatServer(server), over });
     return new Promise<DnsReply>((resolve, reject) => {
@@ -174,6 +170,34 @@ export class DnsClient {
       }
     });
   }
+}
+
+/**
+ * A standard query (RFC 1035 §4.1): header with RD set and one question, class IN. Written here
+ * rather than through dns2's bit-level writer, which cost more than the rest of a lookup.
+ */
+export function encodeQuery(id: number, name: string, type: number): Buffer {
+  const labels = lower(name) === '' ? [] : lower(name).split('.');
+  let length = 12 + 1 + 4;
+  for (const label of labels) {
+    const bytes = Buffer.byteLength(label, 'latin1');
+    if (bytes === 0 || bytes > 63) throw new DnsError('DNS_BAD_NAME', `not a domain name: ${JSON.stringify(name)}`);
+    length += 1 + bytes;
+  }
+  if (length - 16 > 255) throw new DnsError('DNS_BAD_NAME', `a domain name longer than 255 octets: ${name}`);
+  const out = Buffer.alloc(length);
+  out.writeUInt16BE(id, 0);
+  out.writeUInt16BE(0x0100, 2); // QR=0, OPCODE=QUERY, RD=1
+  out.writeUInt16BE(1, 4); // QDCOUNT
+  let offset = 12;
+  for (const label of labels) {
+    out[offset] = out.write(label, offset + 1, 'latin1');
+    offset += 1 + out[offset]!;
+  }
+  out[offset++] = 0;
+  out.writeUInt16BE(type, offset);
+  out.writeUInt16BE(1, offset + 2); // QCLASS IN
+  return out;
 }
 
 /**

@@ -163,11 +163,13 @@ export class SipResolver {
     return new TargetList(`via:${named}:${host}:${port ?? ''}`, this.marks, (list) => this.responseTargets(list, host, named, port));
   }
 
-  /** A/AAAA for `name` (hosts file first), in this resolver's family preference. */
+  /** A/AAAA for `name` (hosts file first), in this resolver's family preference; rejects only with DNS_CLOSED. */
   async lookupAddresses(name: string): Promise<string[]> {
     const host = stripBrackets(name);
     if (isIP(host)) return [host];
     const sets = await Promise.all(this.familyOrder().map((type) => this.stub.lookup(host, type)));
+    const closed = sets.find((set) => set.error?.code === 'DNS_CLOSED');
+    if (closed) throw closed.error;
     return sets.flatMap((set) => set.records.map((r) => (r as Extract<DnsRecord, { address: string }>).address));
   }
 
