@@ -37,8 +37,7 @@ export class TargetList {
 
   /** Why the list gave no (or no more) targets; undefined while nothing went wrong. */
   get error(): DnsError | undefined {
-    if (this.failure) return this.failure;
-    return undefined;
+    return this.failure;
   }
 
   /** The next target, or undefined when there are no more. Never rejects; calls are served in order. */
