@@ -61,7 +61,7 @@ export class OutgoingRequest implements ClientRequest {
   constructor(
     message: SipMessage,
     private readonly port: OutgoingPort,
-    private readonly targets: { readonly single: Target } | { readonly list: TargetList; readonly marks: TargetMarks; readonly allowTcpSwitch: boolean },
+    private readonly targets: { readonly single: Target } | { readonly uri: string; readonly list: TargetList; readonly marks: TargetMarks; readonly allowTcpSwitch: boolean },
   ) {
     this.current = message;
     this.final = new Promise<SipMessage>((resolve) => (this.resolveFinal = resolve));
@@ -151,10 +151,10 @@ export class OutgoingRequest implements ClientRequest {
 
   /** The next target from the list, or the TU hears `last` (or a 503 when there was no target at all). */
   private async tryNext(last: SipMessage | undefined): Promise<void> {
-    const dns = this.targets as { list: TargetList; marks: TargetMarks; allowTcpSwitch: boolean };
+    const dns = this.targets as { uri: string; list: TargetList; marks: TargetMarks; allowTcpSwitch: boolean };
     const next = await dns.list.next();
     if (!next) {
-      const why = dns.list.error ? `no DNS targets for ${dns.list.key} (${dns.list.error.code}: ${dns.list.error.message})` : 'no more targets';
+      const why = `no DNS targets for ${dns.uri}${dns.list.error ? ` (${dns.list.error.code}: ${dns.list.error.message})` : ''}`;
       this.finish(last ?? localFailure(this.current, 503, why));
       return;
     }

@@ -179,6 +179,7 @@ export class SipStack {
       return new OutgoingRequest(message, port, { single: targetOf(message) });
     }
     return new OutgoingRequest(message, port, {
+      uri: uri.toString(),
       list: this.resolver.resolve(uri),
       marks: this.resolver.marks,
       allowTcpSwitch: uri.transport === undefined,
