@@ -170,8 +170,7 @@ export class OutgoingRequest implements ClientRequest {
         failoverChannel.publish({ from: this.currentTuple, to: next, status: last.status, callId: message.callId });
       }
     }
-    const target: Target = { protocol: next.transport, address: next.address, port: next.port, allowTcpSwitch: dns.allowTcpSwitch };
-    this.attempt(message, target, next);
+    this.attempt(message, targetFrom(next, dns.allowTcpSwitch), next);
   }
 
   private finish(response: SipMessage): void {
@@ -179,6 +178,11 @@ export class OutgoingRequest implements ClientRequest {
     this.settled = true;
     this.resolveFinal(response);
   }
+}
+
+/** A resolver's target as the transport selector takes it. */
+export function targetFrom(target: SipTarget, allowTcpSwitch: boolean): Target {
+  return { protocol: target.transport, address: target.address, port: target.port, allowTcpSwitch };
 }
 
 function retryAfterSeconds(response: SipMessage): number | undefined {

@@ -5,9 +5,9 @@ import type { SipTransport } from './dns/target-marks.js';
 import { createResponse, generateBranch } from './message/builder.js';
 import { parseMessage } from './message/parse-message.js';
 import type { SipMessage } from './message/sip-message.js';
-import type { SipUri } from './message/uri.js';
-import { OutgoingRequest, type ClientRequest, type OutgoingPort } from './outgoing-request.js';
+import { unbracket, type SipUri } from './message/uri.js';
 import { DEFAULT_BODY_TYPES, KNOWN_METHODS, type ValidationOptions } from './message/validate.js';
+import { OutgoingRequest, targetFrom, type ClientRequest, type OutgoingPort } from './outgoing-request.js';
 import { InviteClientTransaction } from './transaction/client-transaction.js';
 import type { ServerTransaction } from './transaction/server-transaction.js';
 import { DEFAULT_TIMERS, type TimerBase } from './transaction/timers.js';
@@ -174,14 +174,12 @@ export class SipStack {
     };
     if (options.target) return new OutgoingRequest(message, port, { single: options.target });
     const uri = nextHopUri(message);
-    // RFC 3263 §4: a numeric host needs no DNS, and without a resolver host names go to the OS.
-    if (!this.resolver || isIP(stripBrackets(uri.params.maddr ?? uri.host)) !== 0) {
-      return new OutgoingRequest(message, port, { single: targetOf(message) });
-    }
+    const resolver = this.resolverFor(uri);
+    if (!resolver) return new OutgoingRequest(message, port, { single: targetOf(message) });
     return new OutgoingRequest(message, port, {
       uri: uri.toString(),
-      list: this.resolver.resolve(uri),
-      marks: this.resolver.marks,
+      list: resolver.resolve(uri),
+      marks: resolver.marks,
       allowTcpSwitch: uri.transport === undefined,
     });
   }
@@ -202,14 +200,20 @@ export class SipStack {
    */
   private async firstTarget(message: SipMessage): Promise<Target> {
     const uri = nextHopUri(message);
-    if (!this.resolver || isIP(stripBrackets(uri.params.maddr ?? uri.host)) !== 0) return targetOf(message);
-    const list = this.resolver.resolve(uri);
+    const resolver = this.resolverFor(uri);
+    if (!resolver) return targetOf(message);
+    const list = resolver.resolve(uri);
     const first = await list.next();
     if (!first) {
       const why = list.error ? `${list.error.code}: ${list.error.message}` : 'no targets';
       throw new TransportError('TRANSPORT_UNREACHABLE', `no DNS targets for ${uri.toString()} (${why})`);
     }
-    return { protocol: first.transport, address: first.address, port: first.port, allowTcpSwitch: uri.transport === undefined };
+    return targetFrom(first, uri.transport === undefined);
+  }
+
+  /** RFC 3263 §4 for a host name; a numeric host needs no DNS, and with `dns: false` names go to the OS. */
+  private resolverFor(uri: SipUri): SipResolver | undefined {
+    return this.resolver && isIP(unbracket(uri.params.maddr ?? uri.host)) === 0 ? this.resolver : undefined;
   }
 
   /**
@@ -283,8 +287,7 @@ export function targetOf(message: SipMessage): Target {
       : uri.scheme === 'sips'
         ? 'tls'
         : 'udp';
-  const host = uri.params.maddr ?? uri.address;
-  const address = host.charCodeAt(0) === 0x5b ? host.slice(1, -1) : host;
+  const address = unbracket(uri.params.maddr ?? uri.host);
   return { protocol, address, port: uri.port ?? defaultPort(protocol), allowTcpSwitch: param === undefined };
 }
 
@@ -292,10 +295,6 @@ export function targetOf(message: SipMessage): Target {
 function nextHopUri(message: SipMessage): SipUri {
   const route = message.route[0];
   return route ? route.uri : message.requestUri;
-}
-
-function stripBrackets(host: string): string {
-  return host.charCodeAt(0) === 0x5b ? host.slice(1, -1) : host;
 }
 
 /** §9.1: the CANCEL for an INVITE — same Request-URI, Call-ID, To, From, CSeq number, top Via, Route. */

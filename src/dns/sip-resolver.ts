@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { parseUri, type SipUri } from '../message/uri.js';
+import { parseUri, unbracket, type SipUri } from '../message/uri.js';
 import type { Via } from '../message/via.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { DnsClient, type DnsRecord, type RecordType } from './dns-client.js';
@@ -136,7 +136,7 @@ export class SipResolver {
     const sips = parsed.scheme === 'sips';
     const maddr = parsed.params.maddr;
     // RFC 3261 §19.1.1 / RFC 3263 §4: "If the URI contains a maddr parameter, TARGET is that."
-    const host = stripBrackets(maddr ?? parsed.host).toLowerCase();
+    const host = unbracket(maddr ?? parsed.host).toLowerCase();
     const named = parsed.transport;
     let transport: SipTransport | undefined;
     if (named !== undefined) {
@@ -158,14 +158,14 @@ export class SipResolver {
   resolveResponse(via: Via): TargetList {
     const named = via.transport.toLowerCase();
     if (!isTransport(named)) return TargetList.failed(new DnsError('DNS_NO_TARGETS', `no transport ${via.transport} for a response`));
-    const host = stripBrackets(via.host).toLowerCase();
+    const host = unbracket(via.host).toLowerCase();
     const port = via.port;
     return new TargetList(`via:${named}:${host}:${port ?? ''}`, this.marks, (list) => this.responseTargets(list, host, named, port));
   }
 
   /** A/AAAA for `name` (hosts file first), in this resolver's family preference; rejects only with DNS_CLOSED. */
   async lookupAddresses(name: string): Promise<string[]> {
-    const host = stripBrackets(name);
+    const host = unbracket(name);
     if (isIP(host)) return [host];
     const sets = await Promise.all(this.familyOrder().map((type) => this.stub.lookup(host, type)));
     const closed = sets.find((set) => set.error?.code === 'DNS_CLOSED');
@@ -277,8 +277,4 @@ export class SipResolver {
 
 function isTransport(text: string): text is SipTransport {
   return text === 'udp' || text === 'tcp' || text === 'tls' || text === 'ws' || text === 'wss';
-}
-
-function stripBrackets(host: string): string {
-  return host.charCodeAt(0) === 0x5b ? host.slice(1, -1) : host;
 }

@@ -3,7 +3,7 @@ export { parseMessage } from './parse-message.js';
 export { DEFAULT_LIMITS, type ParseLimits } from './scanner.js';
 export { SipMessage } from './sip-message.js';
 export { StreamFramer, type FramedItem, type FramerLimits } from './stream-framer.js';
-export { SipUri, parseUri } from './uri.js';
+export { SipUri, parseUri, unbracket } from './uri.js';
 export { NameAddr, parseNameAddr } from './name-addr.js';
 export { Via, parseVia } from './via.js';
 export { type Params } from './params.js';

@@ -61,8 +61,7 @@ export class SipUri {
 
   /** The host without IPv6 brackets, as a socket API wants it. */
   get address(): string {
-    const h = this.host;
-    return h.charCodeAt(0) === 0x5b ? h.slice(1, -1) : h;
+    return unbracket(this.host);
   }
 
   /** The `transport` URI parameter, lowercased, when present. */
@@ -97,6 +96,11 @@ export class SipUri {
 }
 
 /** Parses any absolute URI SIP may carry. Throws `SipParseError` (`SIP_BAD_URI`). */
+/** A host as the grammar writes it (`[::1]`) to what a socket API wants (`::1`). */
+export function unbracket(host: string): string {
+  return host.charCodeAt(0) === 0x5b ? host.slice(1, -1) : host;
+}
+
 export function parseUri(text: string, header?: string): SipUri {
   const colon = text.indexOf(':');
   if (colon <= 0) fail(text, header, 'no scheme');

@@ -2,6 +2,7 @@ import { createResponse } from '../message/builder.js';
 import { parseMessage } from '../message/parse-message.js';
 import { SipParseError } from '../message/parse-error.js';
 import type { SipMessage } from '../message/sip-message.js';
+import { unbracket } from '../message/uri.js';
 import type { Via } from '../message/via.js';
 import type { ParseLimits } from '../message/scanner.js';
 import type { Tuple } from './types.js';
@@ -22,7 +23,7 @@ export function stampReceived(message: SipMessage, source: Tuple): void {
     throw error;
   }
   if (!top) return;
-  const host = top.host.charCodeAt(0) === 0x5b ? top.host.slice(1, -1) : top.host;
+  const host = unbracket(top.host);
   const wantsRport = 'rport' in top.params && top.params.rport === null;
   const differs = host.toLowerCase() !== source.address.toLowerCase();
   if (!differs && !wantsRport) return;

@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import type { SipResolver } from '../dns/sip-resolver.js';
 import { SipParseError } from '../message/parse-error.js';
 import type { SipMessage } from '../message/sip-message.js';
+import { unbracket } from '../message/uri.js';
 import type { Via } from '../message/via.js';
 import type { NameAddr } from '../message/name-addr.js';
 import { defaultPort, family, formatHostPort, isProtocol } from './address.js';
@@ -132,7 +133,7 @@ export class TransportSelector {
   ): Promise<Sent | undefined> {
     const list =
       via.maddr !== undefined
-        ? (await resolver.lookupAddresses(stripBrackets(via.maddr))).map((address) => ({ transport: tried.protocol, address, port: tried.port }))
+        ? (await resolver.lookupAddresses(unbracket(via.maddr))).map((address) => ({ transport: tried.protocol, address, port: tried.port }))
         : await resolver.resolveResponse(via).all();
     for (const next of list) {
       if (skipTried && next.transport === tried.protocol && next.address === tried.address && next.port === tried.port) continue;
@@ -197,8 +198,8 @@ export function responseTarget(via: Via | undefined, source: Tuple): Tuple {
   const named = via.transport.toLowerCase();
   const protocol: TransportProtocol = isProtocol(named) ? named : source.protocol;
   const maddr = via.maddr;
-  if (maddr) return { protocol, address: stripBrackets(maddr), port: via.port ?? defaultPort(protocol) };
-  const address = stripBrackets(via.received ?? via.host);
+  if (maddr) return { protocol, address: unbracket(maddr), port: via.port ?? defaultPort(protocol) };
+  const address = unbracket(via.received ?? via.host);
   // RFC 3581 §4: rport redirects responses over unreliable transports only; over a reliable one
   // whose connection is gone, §18.2.2 connects to received at the sent-by port.
   const rport = protocol === 'udp' ? via.rport : undefined;
@@ -218,8 +219,4 @@ function readableTopVia(response: SipMessage): Via | undefined {
 
 function hostOf(address: string): string {
   return family(address) === 6 ? `[${address}]` : address;
-}
-
-function stripBrackets(host: string): string {
-  return host.charCodeAt(0) === 0x5b ? host.slice(1, -1) : host;
 }
