@@ -74,7 +74,7 @@ export class DnsClient {
   }
 
   async query(name: string, type: RecordType): Promise<DnsReply> {
-    if (this.nameservers.length === 0) throw new DnsError('DNS_TIMEOUT', `no nameserver to ask for ${type} ${name}`);
+    if (this.nameservers.length === 0) throw new DnsError('DNS_UNREACHABLE', `no nameserver to ask for ${type} ${name}`);
     let lastError: DnsError | undefined;
     for (let round = 0; round < this.attempts; round++) {
       for (const server of this.nameservers) {
@@ -140,7 +140,10 @@ export class DnsClient {
       };
       const fail = (error: Error): void => {
         finish();
-        reject(new DnsError('DNS_TIMEOUT', `${formatServer(server)}: ${error.message}`, { cause: error }));
+        const errno = (error as NodeJS.ErrnoException).code;
+        if (errno === 'ECONNREFUSED' || errno === 'EHOSTUNREACH' || errno === 'ENETUNREACH') {
+          reject(new DnsError('DNS_UNREACHABLE', `${formatServer(server)} cannot be reached (${errno}): is a nameserver listening there?`, { cause: error }));
+        } else reject(new DnsError('DNS_TIMEOUT', `${formatServer(server)}: ${error.message}`, { cause: error }));
       };
       if (over === 'udp') {
         udp = createSocket(isIP(server.address.replace(/%.*$/, '')) === 6 ? 'udp6' : 'udp4');
@@ -150,7 +153,9 @@ export class DnsClient {
           if (from.port !== server.port || stripZone(from.address) !== stripZone(server.address)) return;
           take(message);
         });
-        udp.send(bytes, server.port, server.address, (error) => error && fail(error));
+        // Connected, so an ICMP port unreachable ends the wait at once (ECONNREFUSED) instead of
+        // after the timeout: a wrong --dns port is then a quick, clear failure.
+        udp.connect(server.port, server.address, () => udp?.send(bytes, (error) => error && fail(error)));
       } else {
         tcp = connect({ host: server.address, port: server.port });
         tcp.on('error', fail);
@@ -268,10 +273,15 @@ function rcodeError(rcode: number, name: string, type: RecordType, server: Names
   return new DnsError('DNS_BAD_RESPONSE', `rcode ${rcode} from ${where}`);
 }
 
-/** Which failure to report when every nameserver failed: an answer beats silence. */
+/** Which failure to report when every nameserver failed: an answer beats silence or refusal. */
 function worse(previous: DnsError | undefined, next: DnsError): DnsError {
   if (!previous) return next;
-  return previous.code === 'DNS_TIMEOUT' ? next : previous;
+  return isSilence(previous) && !isSilence(next) ? next : previous;
+}
+
+/** No nameserver said anything: it timed out or could not be reached. */
+export function isSilence(error: DnsError | undefined): boolean {
+  return error?.code === 'DNS_TIMEOUT' || error?.code === 'DNS_UNREACHABLE';
 }
 
 function formatServer(server: Nameserver): string {

@@ -62,6 +62,11 @@ export class DnsStub {
     return this.client.sent;
   }
 
+  /** Whether hosts(5) lists the name (its A/AAAA then never go to DNS). */
+  inHostsFile(name: string): boolean {
+    return this.hosts.has(lower(name));
+  }
+
   /** Never rejects: a failure is the set's `error`. */
   lookup(rawName: string, type: RecordType): Promise<RecordSet> {
     const name = lower(rawName);

@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import { parseUri, unbracket, type SipUri } from '../message/uri.js';
 import type { Via } from '../message/via.js';
 import { systemClock, type Clock } from '../util/clock.js';
-import { DnsClient, type DnsRecord, type RecordType } from './dns-client.js';
+import { DnsClient, isSilence, type DnsRecord, type RecordType } from './dns-client.js';
 import { DnsError } from './dns-error.js';
 import { DnsStub, type RecordSet } from './dns-stub.js';
 import { orderSrv, type SrvRecord } from './srv-order.js';
@@ -191,6 +191,12 @@ export class SipResolver {
       yield { transport: fallback, address: host, port: port ?? DEFAULT_PORTS[fallback], via: 'numeric' };
       return;
     }
+    // hosts(5) holds addresses only: a name listed there (localhost, say) is a name without NAPTR
+    // or SRV records, so §4.1/§4.2 give its addresses at the URI's port or the default one.
+    if (this.stub.inHostsFile(host)) {
+      yield* this.addressTargets(list, host, fallback, port ?? DEFAULT_PORTS[fallback], 'hosts file > ');
+      return;
+    }
     // §4.2: "If the TARGET was not a numeric IP address, but a port is present in the URI, the
     // client performs an A or AAAA record lookup of the domain name."
     if (port !== undefined) {
@@ -269,6 +275,9 @@ export class SipResolver {
   }
 
   private async lookup(list: TargetList, name: string, type: RecordType): Promise<RecordSet> {
+    // Once every nameserver failed to answer one lookup (after all its rounds), the rest of this
+    // list would only wait out the same timeouts, step after step: end it with that error.
+    if (isSilence(list.error) || list.error?.code === 'DNS_CLOSED') return { name, type, records: [], error: list.error! };
     const set = await this.stub.lookup(name, type);
     if (set.error) list.noteError(set.error);
     return set;

@@ -11,6 +11,7 @@ import { createSocket, type Socket as DgramSocket } from 'node:dgram';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import dns2 from 'dns2';
 import { DnsError, SipResolver, parseUri, parseVia, type ResolverOptions, type SipTarget, type SipTransport, type TargetList } from '../../src/index.js';
@@ -734,6 +735,15 @@ describe('SipResolver (RFC 3263, docs/dns.md)', function () {
       expect(resolver.wireQueries).to.equal(4);
     });
 
+    it('a silent NAPTR lookup ends the whole list: no SRV or A/AAAA query waits out the same timeouts', async () => {
+      const s1 = await dnsServer([ZONE_SOA, a('walk.example.com', '192.0.2.62')], { silent: true });
+      const resolver = resolverFor(s1, { timeoutMs: 50, attempts: 2 });
+      const list = resolver.resolve('sip:walk.example.com');
+      expect(await targetsOf(list)).to.deep.equal([]);
+      expect(list.error?.code).to.equal('DNS_TIMEOUT');
+      expect(s1.queries).to.deep.equal([q('walk.example.com', 'NAPTR'), q('walk.example.com', 'NAPTR')]);
+    });
+
     it('a timeout is not cached: the zone answers the next lookup', async () => {
       const server = await dnsServer([ZONE_SOA, a('to.example.com', '192.0.2.63')], { silent: true });
       const resolver = resolverFor(server, { timeoutMs: 50, attempts: 1, families: [4] });
@@ -972,13 +982,30 @@ describe('SipResolver (RFC 3263, docs/dns.md)', function () {
       expect(resolver.wireQueries).to.equal(0);
     });
 
-    it('the hosts file answers only A/AAAA: NAPTR and SRV still go to DNS', async () => {
+    it('a name in the hosts file has no NAPTR/SRV: its addresses on the default port, nothing asked of DNS', async () => {
       const hosts = tempFile('hosts', '192.0.2.77 hosty.example.com\n');
       const server = await dnsServer([ZONE_SOA, a('hosty.example.com', '192.0.2.1')]);
       const resolver = resolverFor(server, { hostsFile: hosts });
       expect(await targetsOf(resolver.resolve('sip:hosty.example.com'))).to.deep.equal([t('udp', '192.0.2.77', 5060)]);
-      expect(server.queries.filter((x) => x.type === 'A' || x.type === 'AAAA')).to.deep.equal([]);
-      expect(queriesOfType(server, 'NAPTR')).to.deep.equal(['hosty.example.com']);
+      expect(await targetsOf(resolver.resolve('sips:hosty.example.com'))).to.deep.equal([t('tls', '192.0.2.77', 5061)]);
+      expect(await targetsOf(resolver.resolve('sip:hosty.example.com;transport=tcp'))).to.deep.equal([t('tcp', '192.0.2.77', 5060)]);
+      expect(server.queries).to.deep.equal([]);
+    });
+
+    it('a nameserver that refuses (ICMP port unreachable) ends the list at once with DNS_UNREACHABLE', async () => {
+      const closed = createSocket('udp4');
+      await new Promise<void>((resolve) => closed.bind(0, '127.0.0.1', resolve));
+      const port = (closed.address() as AddressInfo).port;
+      await new Promise<void>((resolve) => closed.close(() => resolve()));
+      const resolver = new SipResolver({ nameservers: [`127.0.0.1:${port}`], hostsFile: false, timeoutMs: 10_000 });
+      cleanups.push(() => resolver.close());
+      const started = Date.now();
+      const list = resolver.resolve('sip:example.com');
+      expect(await list.all()).to.deep.equal([]);
+      expect(list.error?.code).to.equal('DNS_UNREACHABLE');
+      // One NAPTR query per round (attempts 2); no SRV or A/AAAA after the nameserver proved silent.
+      expect(resolver.wireQueries).to.equal(2);
+      expect(Date.now() - started).to.be.below(5_000);
     });
 
     it('resolv.conf is ignored when nameservers are given', async () => {
