@@ -38,9 +38,9 @@ export class TargetMarks {
   private readonly clock: Clock;
   private readonly marks: LRUCache<string, Marked>;
   private readonly lastGood: LRUCache<string, { target: TargetTuple; until: number }>;
-  readonly blacklistMs: number;
-  readonly greylistMs: number;
-  readonly whitelistMs: number;
+  private readonly blacklistMs: number;
+  private readonly greylistMs: number;
+  private readonly whitelistMs: number;
 
   constructor(options: TargetMarksOptions = {}) {
     this.clock = options.clock ?? systemClock;
@@ -63,10 +63,6 @@ export class TargetMarks {
   white(target: TargetTuple, key?: string): void {
     this.set(target, 'white', this.whitelistMs);
     if (key !== undefined) this.lastGood.set(key, { target: { transport: target.transport, address: target.address, port: target.port }, until: this.clock.now() + this.whitelistMs });
-  }
-
-  clear(target: TargetTuple): void {
-    this.marks.delete(keyOf(target));
   }
 
   markOf(target: TargetTuple): Mark | undefined {
