@@ -4,7 +4,7 @@ export * from './transport/index.js';
 export * from './transaction/index.js';
 export * from './tu/index.js';
 export * from './dns/index.js';
-export { SipStack, targetOf, type SipStackOptions } from './stack.js';
+export { SipStack, targetOf, type FlowEnded, type SipStackOptions } from './stack.js';
 export { OutgoingRequest, type ClientRequest } from './outgoing-request.js';
 export { ParleyError } from './util/errors.js';
 export {

@@ -18,7 +18,7 @@ import type { StreamOptions } from './transport/stream-transport.js';
 import type { TlsOptions } from './transport/tls-transport.js';
 import { TransportError } from './transport/transport-error.js';
 import { TransportSelector, type Sent, type Target } from './transport/transport-selector.js';
-import type { Transport, TransportEvent, TransportProtocol } from './transport/types.js';
+import type { Transport, TransportEvent, TransportProtocol, Tuple } from './transport/types.js';
 import { InboundServerRequest, type TransactionUser, type TuFilter } from './tu/transaction-user.js';
 import { TuSelector } from './tu/tu-selector.js';
 import { systemClock, type Clock } from './util/clock.js';
@@ -27,6 +27,14 @@ import { Fifo, type Sink } from './util/fifo.js';
 import { TimerQueue } from './util/timer-queue.js';
 
 const dropChannel = channel('parley:stack:drop');
+
+/** A stream flow that ended: its keep-alive went unanswered (`failed`), or it closed. */
+export interface FlowEnded {
+  readonly connectionId: number;
+  readonly remote: Tuple;
+  readonly reason: string;
+  readonly failed: boolean;
+}
 
 export interface SipStackOptions extends Partial<TimerBase> {
   /** Listen addresses (`udp:127.0.0.1:5060`…) or ready Transport objects. */
@@ -64,7 +72,10 @@ export class SipStack {
   readonly selector = new TransportSelector({ transports: [] });
   /** RFC 3263 next-hop lookups; undefined with `dns: false`. */
   readonly resolver: SipResolver | undefined;
-  private readonly clock: Clock;
+  /** T1, T2 and T4 (RFC 3261 §17): usages derive their own timers from them (2xx retransmission, Timer N). */
+  readonly timerBase: TimerBase;
+  /** The clock every timer of this stack (and of the TUs on it) runs on. */
+  readonly clock: Clock;
   private readonly layer: TransactionLayer;
   private readonly tus: TuSelector;
   private readonly started: Transport[] = [];
@@ -86,6 +97,7 @@ export class SipStack {
       t2: options.t2 ?? DEFAULT_TIMERS.t2,
       t4: options.t4 ?? DEFAULT_TIMERS.t4,
     };
+    this.timerBase = base;
     this.tus = new TuSelector({
       limitMs: options.tuQueueLimitMs ?? 2000,
       concurrency: options.tuConcurrency ?? 1,
@@ -99,7 +111,10 @@ export class SipStack {
       acceptedBodyTypes: DEFAULT_BODY_TYPES,
       ...options.validation,
     });
-    this.inbound = new Fifo<TransportEvent>((event) => this.layer.receive(event));
+    this.inbound = new Fifo<TransportEvent>((event) => {
+      if (event.type === 'flow-failed' || event.type === 'flow-closed') this.flowEnded(event);
+      else this.layer.receive(event);
+    });
     const maxInbound = options.maxInboundQueue ?? 10_000;
     const queue = this.inbound;
     // What transports push into: past the bound, a flood of new requests is shed here, before
@@ -152,6 +167,34 @@ export class SipStack {
     this.tus.setDefault(tu);
   }
 
+  /**
+   * Hears every stream flow that fails (RFC 5626 §4.4.1 keep-alive unanswered) or closes, in
+   * either direction: a UA re-registers, a registrar drops the bindings on it (§6). Returns a
+   * function that stops listening.
+   */
+  onFlowEnded(listener: (flow: FlowEnded) => void): () => void {
+    this.flowListeners.add(listener);
+    return () => this.flowListeners.delete(listener);
+  }
+
+  /** RFC 5626 §4.4.1 CRLFCRLF keep-alives on the stream connection to `remote`; false when there is none. */
+  keepAlive(remote: Tuple, intervalMs: number): boolean {
+    const transport = this.started.find((t) => t.protocol === remote.protocol && t.keepAlive);
+    return transport?.keepAlive?.(remote, intervalMs) ?? false;
+  }
+
+  /** Widens what received messages are checked against (a DUM takes any body type and checks per method). */
+  extendValidation(options: ValidationOptions): void {
+    this.layer.extendValidation(options);
+  }
+
+  private readonly flowListeners = new Set<(flow: FlowEnded) => void>();
+
+  private flowEnded(event: Extract<TransportEvent, { type: 'flow-failed' | 'flow-closed' }>): void {
+    const flow: FlowEnded = { connectionId: event.connectionId, remote: event.target, reason: event.reason, failed: event.type === 'flow-failed' };
+    for (const listener of [...this.flowListeners]) listener(flow);
+  }
+
   /** The sink transports created outside the stack must push into. */
   get sink(): Sink<TransportEvent> {
     return this.transportSink;
@@ -161,7 +204,7 @@ export class SipStack {
    * Sends a request in a client transaction. The request needs a top Via (its branch is made when
    * missing); without `target`, the first Route or the Request-URI decides where it goes.
    */
-  request(message: SipMessage, options: { target?: Target } = {}): ClientRequest {
+  request(message: SipMessage, options: { target?: Target; nextHop?: SipUri } = {}): ClientRequest {
     if (this.stopping) throw new ParleyError('STACK_STOPPING', 'the stack is stopping');
     ensureBranch(message);
     const port: OutgoingPort = {
@@ -173,9 +216,9 @@ export class SipStack {
       stopping: () => this.stopping,
     };
     if (options.target) return new OutgoingRequest(message, port, { single: options.target });
-    const uri = nextHopUri(message);
+    const uri = options.nextHop ?? nextHopUri(message);
     const resolver = this.resolverFor(uri);
-    if (!resolver) return new OutgoingRequest(message, port, { single: targetOf(message) });
+    if (!resolver) return new OutgoingRequest(message, port, { single: targetOfUri(uri) });
     return new OutgoingRequest(message, port, {
       uri: uri.toString(),
       list: resolver.resolve(uri),
@@ -184,11 +227,14 @@ export class SipStack {
     });
   }
 
-  /** Sends a request or response with no transaction (proxies; ACK for a 2xx, §13.2.2.4). */
-  async sendStateless(message: SipMessage, target?: Target): Promise<Sent> {
+  /**
+   * Sends a request or response with no transaction (proxies; ACK for a 2xx, §13.2.2.4).
+   * `nextHop` overrides where a request goes (a request routed to a strict router, §12.2.1.1).
+   */
+  async sendStateless(message: SipMessage, target?: Target, nextHop?: SipUri): Promise<Sent> {
     if (message.isRequest) {
       ensureBranch(message);
-      return this.layer.sendStateless(message, target ?? (await this.firstTarget(message)));
+      return this.layer.sendStateless(message, target ?? (await this.firstTarget(nextHop ?? nextHopUri(message))));
     }
     if (!target) throw new TransportError('TRANSPORT_BAD_ADDRESS', 'a stateless response needs a target');
     return this.layer.sendStateless(message, target);
@@ -198,10 +244,9 @@ export class SipStack {
    * Where a stateless request goes: RFC 3263's first target (§4.4: a stateless element has no
    * state to fail over with), or the URI as written when it is numeric or DNS is off.
    */
-  private async firstTarget(message: SipMessage): Promise<Target> {
-    const uri = nextHopUri(message);
+  private async firstTarget(uri: SipUri): Promise<Target> {
     const resolver = this.resolverFor(uri);
-    if (!resolver) return targetOf(message);
+    if (!resolver) return targetOfUri(uri);
     const list = resolver.resolve(uri);
     const first = await list.next();
     if (!first) {
@@ -279,7 +324,11 @@ function ensureBranch(message: SipMessage): void {
  * routing) or the Request-URI — its maddr or host, port, and transport parameter (tls for sips).
  */
 export function targetOf(message: SipMessage): Target {
-  const uri = nextHopUri(message);
+  return targetOfUri(nextHopUri(message));
+}
+
+/** A next-hop URI's target without DNS: its maddr or host, port, and transport (tls for sips). */
+function targetOfUri(uri: SipUri): Target {
   const param = uri.transport;
   const protocol: TransportProtocol =
     param === 'tcp' || param === 'tls' || param === 'ws' || param === 'wss' || param === 'udp'

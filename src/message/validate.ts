@@ -25,6 +25,9 @@ export interface ValidationOptions {
   role?: 'endpoint' | 'proxy';
   /** Option tags this element implements (RFC 3261 §8.2.2.3). Default none. */
   supportedExtensions?: readonly string[];
+  /** Methods whose Require the TU checks itself, at its own step (a registrar: §10.3 step 2 comes
+   *  after the domain check of step 1). */
+  tuChecksRequire?: readonly string[];
   /** Request-URI schemes this element handles (§8.2.2.1). Default sip, sips, tel. */
   supportedSchemes?: readonly string[];
   /** Body types an endpoint understands (§8.2.3); `type/*` wildcards allowed. */
@@ -161,7 +164,7 @@ function checkRequest(m: SipMessage, options: ValidationOptions): void {
   // §10.3 step 5 (RFC 4475 §3.3.4): a registration's To must be a SIP or SIPS address of record.
   if (m.method === 'REGISTER' && !m.to.uri.isSip) throw new Refusal(400, 'the To of a REGISTER is not a SIP or SIPS URI');
   // §8.2.2.3: an endpoint answers 420 for option tags it does not implement (never to ACK or CANCEL).
-  if (m.method !== 'ACK' && m.method !== 'CANCEL') checkExtensions(m.require, options);
+  if (m.method !== 'ACK' && m.method !== 'CANCEL' && !options.tuChecksRequire?.includes(m.method)) checkExtensions(m.require, options);
   // §8.2.3: a body the endpoint cannot process gets 415, listing what it accepts.
   if (m.body.length > 0 || m.hasHeader('content-type')) checkBodyType(m, options);
   // RFC 4475 §3.3.15: an INVITE whose Accept rules out SDP cannot be answered with a session.
@@ -234,6 +237,6 @@ function checkBodyType(m: SipMessage, options: ValidationOptions): void {
   if (disposition && /;\s*handling\s*=\s*optional/i.test(disposition)) return;
   const accepted = options.acceptedBodyTypes ?? DEFAULT_BODY_TYPES;
   const type = `${media.type}/${media.subtype}`;
-  const ok = accepted.some((a) => a === type || (a.endsWith('/*') && a.slice(0, -1) === `${media.type}/`));
+  const ok = accepted.some((a) => a === type || a === '*/*' || (a.endsWith('/*') && a.slice(0, -1) === `${media.type}/`));
   if (!ok) throw new Refusal(415, `body type ${type} is not supported`, [['Accept', accepted.join(', ')]]);
 }

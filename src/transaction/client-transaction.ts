@@ -32,7 +32,7 @@ type InviteState = 'calling' | 'proceeding' | 'completed' | 'accepted' | 'termin
 type NonInviteState = 'trying' | 'proceeding' | 'completed' | 'terminated';
 
 /** A 408 or 503 the stack makes itself, naming why (RFC 3261 §8.1.3.1, §17.1.1.2, §17.1.2.2). */
-export function localFailure(request: SipMessage, status: 408 | 487 | 503, why: string): SipMessage {
+export function localFailure(request: SipMessage, status: 408 | 487 | 503 | 513, why: string): SipMessage {
   return createResponse(request, status, undefined, { headers: { Warning: `399 parley "${why.replace(/"/g, "'")}"` } });
 }
 

@@ -64,7 +64,7 @@ export class TransactionLayer {
     readonly timers: TimerQueue,
     base: TimerBase,
     private readonly up: TransactionUpPort,
-    private readonly validation: ValidationOptions = {},
+    private validation: ValidationOptions = {},
   ) {
     this.values = { reliable: timerValues(base, true), unreliable: timerValues(base, false) };
     const terminated = (tx: Transaction<string>): void => {
@@ -85,6 +85,11 @@ export class TransactionLayer {
       ackFor2xx: (ack, route) => this.up.request({ message: ack, route, transaction: undefined, cancels: undefined }),
       failed: (transaction, reason) => this.up.failed(transaction, reason),
     };
+  }
+
+  /** Merges `options` into the validation applied to every received message. */
+  extendValidation(options: ValidationOptions): void {
+    this.validation = { ...this.validation, ...options };
   }
 
   /** Live transactions (both kinds). */

@@ -57,6 +57,8 @@ export class StreamConnection implements ManagedConnection {
   private failure: TransportError | undefined;
   private pingTimer: TimerHandle | undefined;
   private pongTimer: TimerHandle | undefined;
+  /** This flow's keep-alive interval: the transport's default until a TU sets one (RFC 5626 Flow-Timer). */
+  private keepAliveMs: number;
 
   constructor(
     readonly id: number,
@@ -68,6 +70,7 @@ export class StreamConnection implements ManagedConnection {
     private readonly hooks: StreamConnectionHooks,
   ) {
     this.state = outbound ? 'connecting' : 'open';
+    this.keepAliveMs = outbound ? options.keepAliveIntervalMs : 0;
     this.framer = new StreamFramer(options.limits);
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.receive(chunk));
@@ -105,7 +108,15 @@ export class StreamConnection implements ManagedConnection {
       this.localTuple = { protocol: this.remote.protocol, address: unmapIPv4(address), port };
     }
     for (const write of this.queued.splice(0)) this.writeNow(write);
-    if (this.outbound) this.schedulePing();
+    this.schedulePing();
+  }
+
+  /** RFC 5626 §4.4.1: pings every `intervalMs` from now on (0 stops them). */
+  keepAlive(intervalMs: number): void {
+    this.keepAliveMs = intervalMs;
+    this.pingTimer?.cancel();
+    this.pingTimer = undefined;
+    if (!this.pongTimer) this.schedulePing();
   }
 
   /** Sends bytes; resolves when the socket has taken them, rejects if the connection dies first. */
@@ -219,7 +230,7 @@ export class StreamConnection implements ManagedConnection {
   // ---- RFC 5626 §4.4.1 keep-alive ---------------------------------------------------------
 
   private schedulePing(): void {
-    const interval = this.options.keepAliveIntervalMs;
+    const interval = this.keepAliveMs;
     if (interval <= 0 || this.state !== 'open') return;
     // "…MUST be randomly distributed between 80% and 100% of the interval" (RFC 5626 §4.4.1).
     const delay = Math.round(interval * (0.8 + 0.2 * Math.random()));

@@ -132,6 +132,13 @@ export abstract class StreamTransport extends ConnectionTransport<StreamConnecti
 
 
 
+  keepAlive(remote: Tuple, intervalMs: number): boolean {
+    const connection = this.connections.find(remote);
+    if (!connection?.isOpen) return false;
+    connection.keepAlive(intervalMs);
+    return true;
+  }
+
   close(): Promise<void> {
     this.stopped = true;
     this.connections.closeAll(new TransportError('TRANSPORT_CLOSED', 'the transport was closed'));
@@ -171,6 +178,8 @@ export abstract class StreamTransport extends ConnectionTransport<StreamConnecti
       onClosed: (connection, error) => {
         this.connections.remove(connection);
         publish('connection', { transport: this.bound, remote: connection.remote, event: 'closed', error });
+        const reason = error ? `${error.code}: ${error.message}` : 'closed';
+        if (!this.stopped) this.sink.push({ type: 'flow-closed', connectionId: connection.id, target: connection.remote, reason });
       },
     });
   }

@@ -90,8 +90,11 @@ export class TransportSelector {
    * `rport` (or the sent-by port, or the default port), over the Via's transport.
    */
   async respond(response: SipMessage, to: { source: Tuple; connectionId?: number | undefined }, tid?: string): Promise<Sent> {
-    const bytes = response.toBuffer();
     const source = to.source;
+    // A TU's Contact left for us (a dialog-creating 2xx) names the transport the request came on.
+    const arrivedOn = this.transports.find((t) => t.protocol === source.protocol);
+    if (arrivedOn) fillContact(response, arrivedOn);
+    const bytes = response.toBuffer();
     if (to.connectionId !== undefined) {
       const transport = this.transports.find((t) => t.protocol === source.protocol && t.hasConnection(to.connectionId!));
       if (transport) {
@@ -178,18 +181,31 @@ export class TransportSelector {
         });
       }
     }
-    const contacts = request.wildcardContact ? [] : request.contact;
-    for (let i = 0; i < contacts.length; i++) {
-      if (contacts[i]!.uri.host !== FILL_IN_HOST) continue;
-      request.update<NameAddr>('contact', i, (contact) => {
-        contact.uri.host = hostOf(local.address);
-        contact.uri.port = local.port;
-        if (transport.protocol === 'udp') delete contact.uri.params.transport;
-        else contact.uri.params.transport = transport.protocol;
-      });
-    }
+    fillContact(request, transport);
     return request.toBuffer();
   }
+}
+
+/**
+ * A Contact left for the transport layer (host FILL_IN_HOST) gets the address, port and transport
+ * it goes out on: only the transport knows them. True when something changed.
+ */
+function fillContact(message: SipMessage, transport: Transport): boolean {
+  if (!message.hasHeader('contact')) return false;
+  const contacts = message.wildcardContact ? [] : message.contact;
+  const local = transport.local;
+  let changed = false;
+  for (let i = 0; i < contacts.length; i++) {
+    if (contacts[i]!.uri.host !== FILL_IN_HOST) continue;
+    changed = true;
+    message.update<NameAddr>('contact', i, (contact) => {
+      contact.uri.host = hostOf(local.address);
+      contact.uri.port = local.port;
+      if (transport.protocol === 'udp') delete contact.uri.params.transport;
+      else contact.uri.params.transport = transport.protocol;
+    });
+  }
+  return changed;
 }
 
 /** RFC 3261 §18.2.2 and RFC 3581 §4: where a response goes when there is no connection to use. */

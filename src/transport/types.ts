@@ -35,6 +35,13 @@ export type TransportEvent =
       readonly connectionId: number;
       readonly target: Tuple;
       readonly reason: string;
+    }
+  | {
+      /** A stream connection (either direction) closed: RFC 5626 §5.3 / §6 flows end with it. */
+      readonly type: 'flow-closed';
+      readonly connectionId: number;
+      readonly target: Tuple;
+      readonly reason: string;
     };
 
 /** The contract of every transport (reSIProcate's Transport). */
@@ -52,6 +59,11 @@ export interface Transport {
   send(bytes: Buffer, target: Tuple, tid?: string): Promise<number | undefined>;
   /** Whether a stream connection with this id is still open (for §18.2.2 responses). */
   hasConnection(connectionId: number): boolean;
+  /**
+   * RFC 5626 §4.4.1: CRLFCRLF keep-alives every `intervalMs` (0 stops them) on the connection to
+   * `remote`; false when there is none (and always for datagram transports).
+   */
+  keepAlive?(remote: Tuple, intervalMs: number): boolean;
   /** Sends on a given open connection; rejects with TRANSPORT_CLOSED when it is gone. */
   sendOnConnection(connectionId: number, bytes: Buffer, tid?: string): Promise<number>;
   close(): Promise<void>;

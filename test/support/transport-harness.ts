@@ -14,6 +14,7 @@ export const SAFETY_MS = 3000;
 export type MessageEvent = Extract<TransportEvent, { type: 'message' }>;
 export type FailureEvent = Extract<TransportEvent, { type: 'failure' }>;
 export type FlowFailedEvent = Extract<TransportEvent, { type: 'flow-failed' }>;
+export type FlowClosedEvent = Extract<TransportEvent, { type: 'flow-closed' }>;
 
 // ---------------------------------------------------------------------------------------------
 // Waiting
@@ -80,9 +81,17 @@ export class EventRecorder {
     return this.events.filter((e): e is FlowFailedEvent => e.type === 'flow-failed');
   }
 
-  /** The types of every event so far, for exact assertions with a readable diff. */
+  /** Connections that closed (either direction), in order. */
+  get closedFlows(): FlowClosedEvent[] {
+    return this.events.filter((e): e is FlowClosedEvent => e.type === 'flow-closed');
+  }
+
+  /**
+   * The types of every event so far, for exact assertions with a readable diff — except
+   * `flow-closed`, which every closing connection adds (see `closedFlows`).
+   */
   get types(): string[] {
-    return this.events.map((e) => e.type);
+    return this.events.filter((e) => e.type !== 'flow-closed').map((e) => e.type);
   }
 
   /** @internal used by nextEvent */

@@ -438,6 +438,10 @@ describe('TcpTransport (RFC 3261 §18)', () => {
       await conn.ended('the server to drop the endless header');
       expect(server.sink.types).to.deep.equal([]);
       await until(() => !server.transport.connections.has(peer), 'the server forgets the connection');
+      // RFC 5626 §5.3 / §6: the layers above hear that the flow is gone, with why.
+      expect(server.sink.closedFlows).to.have.length(1);
+      expect(server.sink.closedFlows[0]!.target).to.deep.equal(peer);
+      expect(server.sink.closedFlows[0]!.reason).to.match(/^TRANSPORT_/);
     });
   });
 });
