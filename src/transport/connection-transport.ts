@@ -32,7 +32,9 @@ export abstract class ConnectionTransport<C extends WritableConnection> implemen
       if (bytes.length > this.maxMessageSize) {
         throw new TransportError('TRANSPORT_TOO_LARGE', `${bytes.length} bytes is over the limit of ${this.maxMessageSize}`, target);
       }
-      const connection = this.connections.find(target) ?? this.connect(target);
+      // A connection being closed (a failed keep-alive, an error) is not reused: a new flow is opened.
+      const found = this.connections.find(target);
+      const connection = found?.isOpen ? found : this.connect(target);
       await connection.write(bytes);
       return connection.id;
     } catch (error) {

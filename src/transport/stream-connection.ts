@@ -90,8 +90,9 @@ export class StreamConnection implements ManagedConnection {
     return this.localTuple;
   }
 
+  /** False from the moment a close was asked for: nothing new should be written to it. */
   get isOpen(): boolean {
-    return this.state !== 'closed';
+    return this.state !== 'closed' && this.failure === undefined;
   }
 
   isIdle(): boolean {

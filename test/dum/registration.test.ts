@@ -64,9 +64,9 @@ const INSTANCE_B = 'urn:uuid:4f8c7a10-2b1e-4d0a-9a3e-00000000000b';
 
 const stacks: SipStack[] = [];
 
-/** `idleTimeoutMs` undefined: the stream transports' default (300 s). */
-async function startStack(clock: ManualClock, transports: string[], idleTimeoutMs: number | undefined = DAY_MS): Promise<SipStack> {
-  const stack = new SipStack({ transports, clock, dns: false, stream: idleTimeoutMs === undefined ? {} : { idleTimeoutMs } });
+/** `idleTimeoutMs` 'default': the stream transports' own default (300 s). */
+async function startStack(clock: ManualClock, transports: string[], idleTimeoutMs: number | 'default' = DAY_MS): Promise<SipStack> {
+  const stack = new SipStack({ transports, clock, dns: false, stream: idleTimeoutMs === 'default' ? {} : { idleTimeoutMs } });
   stacks.push(stack);
   await stack.start();
   return stack;
@@ -241,7 +241,7 @@ async function startRegistrar(
   transports = [`udp:${HOST}:0`, `tcp:${HOST}:0`],
 ): Promise<RegistrarSide> {
   const { nonceLifetimeSec, authenticate = true, defaultIdleTimeout = false, ...registrarOptions } = options;
-  const stack = await startStack(clock, transports, defaultIdleTimeout ? undefined : DAY_MS);
+  const stack = await startStack(clock, transports, defaultIdleTimeout ? 'default' : DAY_MS);
   const dum = new DialogUsageManager(stack);
   const credentials = new MemoryCredentialStore();
   credentials.add('alice', DOMAIN, 'secret');
@@ -276,7 +276,7 @@ async function startClient(
   protocol: Protocol,
   options: Partial<DumOptions> = {},
   transports = [`udp:${HOST}:0`, `tcp:${HOST}:0`],
-  idleTimeoutMs: number | undefined = DAY_MS,
+  idleTimeoutMs: number | 'default' = DAY_MS,
 ): Promise<ClientSide> {
   const stack = await startStack(clock, transports, idleTimeoutMs);
   const dum = new DialogUsageManager(stack, {
@@ -450,7 +450,7 @@ for (const protocol of ['udp', 'tcp'] as const) {
         // is RFC 5626 §4.4.1 behaviour, listed for outbound only. A plain RFC 3261 contact
         // (sip:alice@host:port;transport=tcp) is reached by opening a new connection to it.
         const server = await startRegistrar(clock, { defaultIdleTimeout: true });
-        const client = await startClient(clock, server, protocol, {}, [`udp:${HOST}:0`, `tcp:${HOST}:0`], undefined);
+        const client = await startClient(clock, server, protocol, {}, [`udp:${HOST}:0`, `tcp:${HOST}:0`], 'default');
         const { registration, log } = register(client, { expires: 3600 });
         await within(registration.ready, 'registration.ready');
         expect(wire.registers).to.have.length(2);

@@ -82,9 +82,13 @@ export class ClientRegistration extends EventEmitter<ClientRegistrationEvents> i
     this.ready = new Promise<Binding[]>((resolve, reject) => (this.settleReady = { resolve, reject }));
     // Nobody has to await `ready`; a rejection nobody listens to must not take the process down.
     this.ready.catch(() => undefined);
-    this.stopWatchingFlows = dum.stack.onFlowEnded((flow) => {
-      if (this.flow && sameTuple(flow.remote, this.flow)) this.flowEnded();
-    });
+    // Only an outbound registration is tied to its flow (RFC 5626 §4.4.1); a plain Contact is
+    // reached over a new connection when the old one closes (RFC 3261 §18), so nothing to redo.
+    this.stopWatchingFlows = options.outbound
+      ? dum.stack.onFlowEnded((flow) => {
+          if (this.flow && sameTuple(flow.remote, this.flow)) this.flowEnded();
+        })
+      : () => undefined;
     this.enqueue(() => this.register());
   }
 
