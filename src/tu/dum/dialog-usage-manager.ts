@@ -1,9 +1,11 @@
 import { randomUUID } from 'node:crypto';
+import { channel } from 'node:diagnostics_channel';
 import { readFileSync } from 'node:fs';
 import { EventEmitter } from 'eventemitter3';
 import { createRequest, createResponse, generateCallId } from '../../message/builder.js';
 import { NameAddr, parseNameAddr } from '../../message/name-addr.js';
-import type { SipMessage } from '../../message/sip-message.js';
+import { SipParseError } from '../../message/parse-error.js';
+import { SipMessage } from '../../message/sip-message.js';
 import { parseUri } from '../../message/uri.js';
 import type { SipStack } from '../../stack.js';
 import { localFailure } from '../../transaction/client-transaction.js';
@@ -67,6 +69,9 @@ export interface DialogSetOwner {
 export interface ClosableUsage {
   close(): Promise<void>;
 }
+
+/** Requests whose handling threw, with the error: `{ request, error }`. */
+const errorChannel = channel('parley:dum:error');
 
 const PARLEY_VERSION = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -192,6 +197,31 @@ export class DialogUsageManager extends EventEmitter<DumEvents> implements Trans
   // ---- the transaction user -----------------------------------------------------------------
 
   onRequest(request: ServerRequest): void | Promise<void> {
+    let result: void | Promise<void>;
+    try {
+      result = this.dispatch(request);
+    } catch (error) {
+      return this.failed(request, error);
+    }
+    return result?.catch((error: unknown) => this.failed(request, error));
+  }
+
+  /**
+   * A request whose handling threw: a header it needed was malformed (values are parsed when
+   * first read) → 400; anything else → 500. The request is answered and the DUM goes on.
+   */
+  private failed(request: ServerRequest, error: unknown): void {
+    const malformed = error instanceof SipParseError;
+    if (errorChannel.hasSubscribers) errorChannel.publish({ request: request.message, error });
+    const why = error instanceof Error ? error.message : String(error);
+    try {
+      request.respond(malformed ? 400 : 500, undefined, { headers: { Warning: `399 parley "${why.replace(/["\\]/g, "'")}"` } });
+    } catch {
+      // Already answered: the transaction keeps its final response.
+    }
+  }
+
+  private dispatch(request: ServerRequest): void | Promise<void> {
     const message = request.message;
     const method = message.method;
     if (method === 'ACK') {
@@ -411,12 +441,16 @@ export class DialogUsageManager extends EventEmitter<DumEvents> implements Trans
     } catch {
       answer = 500;
     }
-    const { status, reason, headers } = typeof answer === 'number' ? { status: answer, reason: undefined, headers: undefined } : answer;
+    let response: SipMessage;
+    if (answer instanceof SipMessage) response = answer;
+    else {
+      const { status, reason, headers } = typeof answer === 'number' ? { status: answer, reason: undefined, headers: undefined } : answer;
+      response = createResponse(message, status, reason, headers ? { headers } : {});
+    }
     // RFC 3428 §7: a 2xx to MESSAGE "MUST NOT" carry a Contact; nor does anything we say to it.
-    const response = createResponse(message, status, reason, headers ? { headers } : {});
     response.removeHeader('contact');
     request.send(response);
-    if (status >= 300) this.emit('stray', message, status);
+    if (response.status >= 300) this.emit('stray', message, response.status);
   }
 
   private receiveSubscribe(request: ServerRequest): void {

@@ -3,8 +3,11 @@ import type { SipMessage } from '../../message/sip-message.js';
 import type { Tuple } from '../../transport/types.js';
 import type { ServerRequest } from '../transaction-user.js';
 
-/** A handler's decision about a request: a status, or a status with a reason and headers. */
-export type Answer = number | { status: number; reason?: string; headers?: Record<string, string | string[]> };
+/**
+ * A handler's decision about a request: a status, a status with a reason and headers, or a whole
+ * response built for it (a digest challenge from `DigestAuthenticator.authenticate`).
+ */
+export type Answer = number | { status: number; reason?: string; headers?: Record<string, string | string[]> } | SipMessage;
 
 /** RFC 3428: what `sendMessage` sends. */
 export interface MessageOptions {
