@@ -26,14 +26,13 @@ import {
 } from '../../src/index.js';
 import { sip } from '../support/sip-bytes.js';
 import { safeCallId, token, UdpSipPeer } from '../support/udp-sip.js';
+import { drain, IO_MS, until, within } from '../support/waiting.js';
 
 type Protocol = 'udp' | 'tcp';
 type DumOptions = NonNullable<ConstructorParameters<typeof DialogUsageManager>[1]>;
 type AuthOutcome = Awaited<ReturnType<DigestAuthenticator['authenticate']>>;
 
 const HOST = '127.0.0.1';
-/** Real-time cap on waiting for I/O (never a protocol timer: the clock does not move). */
-const IO_MS = 3000;
 
 // ---------------------------------------------------------------------------------------------
 // The wire, from the diagnostics channels
@@ -90,34 +89,8 @@ function responsesIn(method: string, callId: string): WireItem[] {
 // Waiting without sleeping on protocol timers
 // ---------------------------------------------------------------------------------------------
 
-/** Turns the event loop until `condition` holds; fails after `ms` of real time. */
-async function until(condition: () => boolean, what: string, ms = IO_MS): Promise<void> {
-  const deadline = performance.now() + ms;
-  while (!condition()) {
-    if (performance.now() > deadline) throw new Error(`timed out (${ms} ms real time) waiting for ${what}`);
-    await new Promise<void>((resolve) => setImmediate(resolve));
-  }
-}
 
-/** Lets I/O run for `ms` of real time (to assert that something did NOT happen). */
-async function drain(ms = 40): Promise<void> {
-  const end = performance.now() + ms;
-  do await new Promise<void>((resolve) => setImmediate(resolve));
-  while (performance.now() < end);
-}
 
-/** The promise's value, or a clear failure after `ms` of real time instead of a mocha timeout. */
-async function within<T>(promise: Promise<T>, what: string, ms = IO_MS): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const cap = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: not settled after ${ms} ms of real time`)), ms);
-  });
-  try {
-    return await Promise.race([promise, cap]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /**
  * The final response of a sendMessage/options, once the wire shows the whole exchange: the request

@@ -39,6 +39,7 @@ import {
 } from '../../src/index.js';
 import { sip } from '../support/sip-bytes.js';
 import { token, UdpSipPeer } from '../support/udp-sip.js';
+import { until, within } from '../support/waiting.js';
 
 type DumOptions = NonNullable<ConstructorParameters<typeof DialogUsageManager>[1]>;
 type RegistrarOptions = ConstructorParameters<typeof Registrar>[1];
@@ -92,27 +93,7 @@ function portOf(stack: SipStack, protocol: Protocol): number {
 
 // ---- waiting on real I/O (the ManualClock stands still meanwhile) -----------------------------
 
-/** Lets sockets and promises run until `condition` holds; fails after IO_CAP_MS of real time. */
-async function until(condition: () => boolean, what: string, capMs = IO_CAP_MS): Promise<void> {
-  const deadline = performance.now() + capMs;
-  while (!condition()) {
-    if (performance.now() > deadline) throw new Error(`gave up after ${capMs} ms of real time waiting for ${what}`);
-    await new Promise<void>((resolve) => setImmediate(resolve));
-  }
-}
 
-/** The promise's value, or a failure naming `what` when it has not settled after IO_CAP_MS of real time. */
-async function within<T>(promise: Promise<T>, what: string, capMs = IO_CAP_MS): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const cap = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not settle within ${capMs} ms of real time`)), capMs);
-  });
-  try {
-    return await Promise.race([promise, cap]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** The rejection reason of a promise that must reject (within IO_CAP_MS). */
 async function rejection(promise: Promise<unknown>, what: string): Promise<unknown> {

@@ -37,6 +37,7 @@ import {
 } from '../../src/index.js';
 import { sip } from '../support/sip-bytes.js';
 import { safeCallId, token, UdpSipPeer, type Received } from '../support/udp-sip.js';
+import { drain, IO_MS, until, within } from '../support/waiting.js';
 
 type Protocol = 'udp' | 'tcp';
 type ClientSubscription = ReturnType<DialogUsageManager['subscribe']>;
@@ -50,8 +51,6 @@ interface Notified {
 }
 
 const HOST = '127.0.0.1';
-/** Real-time cap on waiting for I/O (never a protocol timer: the ManualClock does not move meanwhile). */
-const IO_MS = 3000;
 /** RFC 3261 default T1; Timer N is 64·T1 (§4.1.2.4). */
 const T1 = 500;
 
@@ -130,31 +129,8 @@ function terminatingNotifies(callId: string): SipMessage[] {
 // Waiting
 // ---------------------------------------------------------------------------------------------
 
-async function until(condition: () => boolean, what: string, ms = IO_MS): Promise<void> {
-  const deadline = performance.now() + ms;
-  while (!condition()) {
-    if (performance.now() > deadline) throw new Error(`timed out (${ms} ms real time) waiting for ${what}`);
-    await new Promise<void>((resolve) => setImmediate(resolve));
-  }
-}
 
-async function drain(ms = 40): Promise<void> {
-  const end = performance.now() + ms;
-  do await new Promise<void>((resolve) => setImmediate(resolve));
-  while (performance.now() < end);
-}
 
-async function within<T>(promise: Promise<T>, what: string, ms = IO_MS): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const cap = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: not settled after ${ms} ms of real time`)), ms);
-  });
-  try {
-    return await Promise.race([promise, cap]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /**
  * Moves a ManualClock to an absolute time, then lets whatever the timers sent cross the wire.

@@ -51,7 +51,7 @@ import {
 } from '../../src/index.js';
 import { repoRoot } from '../support/parley-responder.js';
 import { freePort, killAll, onCi, sippVersion } from '../support/sipp.js';
-import { runScenario, sumCounts, type ScenarioRun } from '../support/sipp-scenario.js';
+import { count, runScenario, stat, sumCounts, type ScenarioRun } from '../support/sipp-scenario.js';
 
 const HOST = '127.0.0.1';
 const DOMAIN = 'parley.test';
@@ -100,17 +100,6 @@ function keepLogsOnFailure(this: Mocha.Context): void {
   if (this.currentTest?.state === 'failed') keepWorkDir = true;
 }
 
-function stat(run: ScenarioRun, counter: string): number {
-  const raw = run.stats[`${counter}(C)`];
-  if (raw === undefined) throw new Error(`SIPp statistics have no ${counter}(C) column\n${run.report}`);
-  return Number(raw);
-}
-
-function count(run: ScenarioRun, column: string): number {
-  const value = run.counts[column];
-  if (value === undefined) throw new Error(`SIPp counts have no ${column} column\n${run.report}`);
-  return value;
-}
 
 function summary(label: string, run: ScenarioRun): void {
   if (!verbose) return;

@@ -57,7 +57,7 @@ import { testCerts } from '../support/certs.js';
 import { repoRoot, startResponder, startResponderProcess, type Responder } from '../support/parley-responder.js';
 import { sip } from '../support/sip-bytes.js';
 import { freePort, killAll, onCi, sippVersion, waitForUdpBound } from '../support/sipp.js';
-import { alive, runScenario, sumCounts, type ScenarioRun } from '../support/sipp-scenario.js';
+import { alive, count, runScenario, stat, sumCounts, type ScenarioRun } from '../support/sipp-scenario.js';
 import { ping, safeCallId, token, UdpSipPeer, type Received } from '../support/udp-sip.js';
 
 const HOST = '127.0.0.1';
@@ -66,17 +66,6 @@ const OVERLOAD_UAC = join(repoRoot, 'test', 'interop', 'message-uac-overload.xml
 /** PARLEY_INTEROP_VERBOSE=1 prints each SIPp run's main figures. */
 const verbose = process.env.PARLEY_INTEROP_VERBOSE === '1';
 
-function stat(run: ScenarioRun, counter: string): number {
-  const raw = run.stats[`${counter}(C)`];
-  if (raw === undefined) throw new Error(`SIPp statistics have no ${counter}(C) column\n${run.report}`);
-  return Number(raw);
-}
-
-function count(run: ScenarioRun, column: string): number {
-  const value = run.counts[column];
-  if (value === undefined) throw new Error(`SIPp counts have no ${column} column\n${run.report}`);
-  return value;
-}
 
 function summary(label: string, run: ScenarioRun): void {
   if (!verbose) return;

@@ -126,3 +126,17 @@ export function sumCounts(counts: Record<string, number>, pattern: RegExp): numb
   for (const [name, value] of Object.entries(counts)) if (pattern.test(name)) total += value;
   return total;
 }
+
+/** A cumulative counter from SIPp's statistics file (`SuccessfulCall`, `FailedCall`…). */
+export function stat(run: ScenarioRun, counter: string): number {
+  const raw = run.stats[`${counter}(C)`];
+  if (raw === undefined) throw new Error(`SIPp statistics have no ${counter}(C) column\n${run.report}`);
+  return Number(raw);
+}
+
+/** A per-message count from SIPp's counts file (`3_401_Recv`…). */
+export function count(run: ScenarioRun, column: string): number {
+  const value = run.counts[column];
+  if (value === undefined) throw new Error(`SIPp counts have no ${column} column\n${run.report}`);
+  return value;
+}
