@@ -92,8 +92,10 @@ export class TransportSelector {
   async respond(response: SipMessage, to: { source: Tuple; connectionId?: number | undefined }, tid?: string): Promise<Sent> {
     const source = to.source;
     // A TU's Contact left for us (a dialog-creating 2xx) names the transport the request came on.
-    const arrivedOn = this.transports.find((t) => t.protocol === source.protocol);
-    if (arrivedOn) fillContact(response, arrivedOn);
+    if (response.hasHeader('contact')) {
+      const arrivedOn = this.transports.find((t) => t.protocol === source.protocol);
+      if (arrivedOn) fillContact(response, arrivedOn);
+    }
     const bytes = response.toBuffer();
     if (to.connectionId !== undefined) {
       const transport = this.transports.find((t) => t.protocol === source.protocol && t.hasConnection(to.connectionId!));

@@ -68,6 +68,8 @@ export class ClientRegistration extends EventEmitter<ClientRegistrationEvents> i
   /** Registrations, fetches and removals go one at a time (each needs the previous CSeq). */
   private queue: Promise<unknown> = Promise.resolve();
   private flow: Tuple | undefined;
+  /** Our Contact as the transport filled it in, to find our binding in the 200. */
+  private sentContact: NameAddr | undefined;
   private readonly stopWatchingFlows: () => void;
 
   constructor(
@@ -261,8 +263,6 @@ export class ClientRegistration extends EventEmitter<ClientRegistrationEvents> i
     this.sentContact = pending.request.contact[0];
     return response;
   }
-
-  private sentContact: NameAddr | undefined;
 
   private ourContact(): string {
     const params: Record<string, string | null> = { ...this.options.contactParams };

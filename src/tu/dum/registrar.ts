@@ -5,7 +5,7 @@ import type { SipMessage } from '../../message/sip-message.js';
 import { parseUri, type SipUri } from '../../message/uri.js';
 import type { TimerHandle } from '../../util/clock.js';
 import type { ServerRequest } from '../transaction-user.js';
-import { unquoteInstance, type Binding } from './client-registration.js';
+import { unquoteInstance } from './client-registration.js';
 import { DUM_EXTENSIONS, type DialogUsageManager } from './dialog-usage-manager.js';
 import type { DigestAuthenticator } from './digest-authenticator.js';
 import type { LocationStore, StoredBinding } from './location-store.js';
@@ -337,12 +337,4 @@ function contactValue(binding: StoredBinding, now: number): string {
   let text = `<${binding.contact}>`;
   for (const [name, value] of Object.entries(binding.params)) text += value === null ? `;${name}` : `;${name}=${value}`;
   return `${text};expires=${expires}`;
-}
-
-/** What a registrar's binding looks like to a client (for tests and tools). */
-export function asBinding(binding: StoredBinding, now: number): Binding {
-  const out: Binding = { contact: binding.contact, expires: Math.max(0, Math.round((binding.expiresAt - now) / 1000)), params: { ...binding.params } };
-  if (binding.instance !== undefined) out.instance = binding.instance;
-  if (binding.regId !== undefined) out.regId = binding.regId;
-  return out;
 }
