@@ -1,5 +1,6 @@
 import { channel } from 'node:diagnostics_channel';
 import { generateBranch } from './message/builder.js';
+import { parseRetryAfter } from './message/header-values.js';
 import type { SipMessage } from './message/sip-message.js';
 import type { Via } from './message/via.js';
 import type { SipTarget } from './dns/sip-resolver.js';
@@ -138,7 +139,7 @@ export class OutgoingRequest implements ClientRequest {
     if (cause === 'transport') dns.marks.black(tuple);
     else if (cause === 'timeout' && !this.gotResponse) dns.marks.grey(tuple);
     else if (cause === undefined && response.status === 503) {
-      const seconds = retryAfterSeconds(response);
+      const seconds = parseRetryAfter(response.header('retry-after'));
       if (seconds !== undefined) dns.marks.black(tuple, Math.min(seconds * 1000, MAX_RETRY_AFTER_MS));
     } else failed = false;
     if (!failed) {
@@ -183,11 +184,4 @@ export class OutgoingRequest implements ClientRequest {
 /** A resolver's target as the transport selector takes it. */
 export function targetFrom(target: SipTarget, allowTcpSwitch: boolean): Target {
   return { protocol: target.transport, address: target.address, port: target.port, allowTcpSwitch };
-}
-
-function retryAfterSeconds(response: SipMessage): number | undefined {
-  const raw = response.header('retry-after');
-  if (raw === undefined) return undefined;
-  const m = /^\s*(\d+)/.exec(raw);
-  return m ? Number(m[1]) : undefined;
 }

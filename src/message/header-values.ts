@@ -183,3 +183,9 @@ function unquoteAuth(quoted: string): string {
   return inner.indexOf('\\') === -1 ? inner : inner.replace(/\\(.)/g, '$1');
 }
 
+/** The seconds of a Retry-After value (RFC 3261 §20.33), undefined when absent or unreadable. */
+export function parseRetryAfter(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const m = /^\s*(\d+)/.exec(value);
+  return m ? Number(m[1]) : undefined;
+}

@@ -1,13 +1,15 @@
 import { EventEmitter } from 'eventemitter3';
 import { generateCallId } from '../../message/builder.js';
 import type { NameAddr } from '../../message/name-addr.js';
+import { parseRetryAfter } from '../../message/header-values.js';
+import { formatParams } from '../../message/params.js';
 import type { SipMessage } from '../../message/sip-message.js';
 import { parseUri } from '../../message/uri.js';
 import type { Tuple } from '../../transport/types.js';
 import type { TimerHandle } from '../../util/clock.js';
 import type { ClosableUsage, DialogUsageManager } from './dialog-usage-manager.js';
 import { DumError } from './dum-error.js';
-import { refreshDelayMs, retryAfterSeconds, retryBackoffMs } from './timing.js';
+import { refreshDelayMs, retryBackoffMs } from './timing.js';
 import { sameUri } from './uri-equality.js';
 
 export interface RegisterOptions {
@@ -215,7 +217,7 @@ export class ClientRegistration extends EventEmitter<ClientRegistrationEvents> i
     }
     // RFC 5626 §4.5: back off; "a 503… with a Retry-After… may cause the UA to wait longer".
     const backoff = retryBackoffMs(this.failures);
-    const after = response.status === 503 ? retryAfterSeconds(response.header('retry-after')) : undefined;
+    const after = response.status === 503 ? parseRetryAfter(response.header('retry-after')) : undefined;
     this.schedule(after !== undefined ? Math.max(backoff, after * 1000) : backoff);
   }
 
@@ -272,9 +274,7 @@ export class ClientRegistration extends EventEmitter<ClientRegistrationEvents> i
       params['reg-id'] = String(this.options.outbound.regId);
     }
     if (this.options.contact === undefined) return this.dum.contact(params);
-    let text = `<${this.options.contact}>`;
-    for (const [name, value] of Object.entries(params)) text += value === null ? `;${name}` : `;${name}=${value}`;
-    return text;
+    return `<${this.options.contact}>${formatParams(params)}`;
   }
 
   /** Our binding among those the registrar listed: same instance and reg-id, or the same URI (§19.1.4). */

@@ -70,7 +70,7 @@ export class ClientSubscription extends EventEmitter<ClientSubscriptionEvents> i
   constructor(
     private readonly dum: DialogUsageManager,
     private readonly options: SubscribeOptions,
-    fork?: { parent: ClientSubscription; notify: ServerRequest },
+    fork?: { parent: ClientSubscription },
   ) {
     super();
     this.eventText = options.event;
@@ -158,7 +158,7 @@ export class ClientSubscription extends EventEmitter<ClientSubscriptionEvents> i
     if (!this.dialogState) this.join(request);
     else {
       // The application hears of the fork first, so its listeners get the fork's first NOTIFY too.
-      const fork = new ClientSubscription(this.dum, this.options, { parent: this, notify: request });
+      const fork = new ClientSubscription(this.dum, this.options, { parent: this });
       this.forks.push(fork);
       this.emit('fork', fork);
       fork.join(request);

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { EventEmitter } from 'eventemitter3';
 import { createRequest, createResponse, generateCallId } from '../../message/builder.js';
 import { NameAddr, parseNameAddr } from '../../message/name-addr.js';
+import { formatParams } from '../../message/params.js';
 import { SipParseError } from '../../message/parse-error.js';
 import { SipMessage } from '../../message/sip-message.js';
 import { parseUri } from '../../message/uri.js';
@@ -312,9 +313,7 @@ export class DialogUsageManager extends EventEmitter<DumEvents> implements Trans
    */
   contact(params: Record<string, string | null> = {}): string {
     const user = this.aor.uri.user;
-    let text = `<sip:${user !== undefined ? `${user}@` : ''}${FILL_IN_HOST}>`;
-    for (const [name, value] of Object.entries(params)) text += value === null ? `;${name}` : `;${name}=${value}`;
-    return text;
+    return `<sip:${user !== undefined ? `${user}@` : ''}${FILL_IN_HOST}>${formatParams(params)}`;
   }
 
   addDialog(usage: DialogUsage): void {

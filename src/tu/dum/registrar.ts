@@ -1,6 +1,7 @@
 import { EventEmitter } from 'eventemitter3';
 import { createResponse } from '../../message/builder.js';
 import type { NameAddr } from '../../message/name-addr.js';
+import { formatParams } from '../../message/params.js';
 import type { SipMessage } from '../../message/sip-message.js';
 import { parseUri, type SipUri } from '../../message/uri.js';
 import type { TimerHandle } from '../../util/clock.js';
@@ -334,7 +335,5 @@ function sameBinding(a: StoredBinding, b: StoredBinding): boolean {
 
 function contactValue(binding: StoredBinding, now: number): string {
   const expires = Math.max(0, Math.round((binding.expiresAt - now) / 1000));
-  let text = `<${binding.contact}>`;
-  for (const [name, value] of Object.entries(binding.params)) text += value === null ? `;${name}` : `;${name}=${value}`;
-  return `${text};expires=${expires}`;
+  return `<${binding.contact}>${formatParams(binding.params)};expires=${expires}`;
 }

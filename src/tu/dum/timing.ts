@@ -32,10 +32,3 @@ export function retryBackoffMs(failures: number, random: () => number = Math.ran
 export function glareWaitMs(ownsCallId: boolean, random: () => number = Math.random): number {
   return ownsCallId ? 2100 + 10 * Math.floor(random() * 191) : 10 * Math.floor(random() * 201);
 }
-
-/** The seconds of a Retry-After header (RFC 3261 §20.33), undefined when absent or unreadable. */
-export function retryAfterSeconds(value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const m = /^\s*(\d+)/.exec(value);
-  return m ? Number(m[1]) : undefined;
-}
