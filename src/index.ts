@@ -17,3 +17,4 @@ export {
 } from './util/index.js';
 export { TimerQueue } from './util/timer-queue.js';
 export { TimeLimitFifo } from './util/time-limit-fifo.js';
+export * from './app/index.js';

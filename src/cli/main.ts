@@ -3,7 +3,10 @@
 import { readFileSync } from 'node:fs';
 import { parseCommand } from './parse-command.js';
 import { resolveCommand } from './resolve-command.js';
+import { clientCommand, listenCommand, sendCommand } from './client-commands.js';
 import { responderCommand } from './responder-command.js';
+import { serverCommand } from './server-command.js';
+import { userCommand } from './user-command.js';
 
 const USAGE = `Usage: parley <command> [arguments]
 
@@ -21,6 +24,20 @@ Commands:
                     "PROTO HOST:PORT" line each, in the order they would be tried.
                     Nameservers from --dns, else /etc/resolv.conf; /etc/hosts first.
                     Exit 1 when there are none.
+  server [--config FILE] [--domain D]... [--listen ADDR]... [--data DIR]
+                    Run a Parley server (defaults: domain localhost, udp+tcp
+                    127.0.0.1:5060, data in ./parley-data). See docs/server.md.
+  user add|remove|passwd USER@DOMAIN [--password P] [--data DIR]
+  user list [--data DIR]
+                    Manage the server's accounts (password also from PARLEY_PASSWORD
+                    or a prompt).
+  client --user USER@DOMAIN [--server SIP-URI] [--password P]
+                    Interactive chat (/msg USER@DOMAIN TEXT, /help, /quit).
+  send --user USER@DOMAIN --to USER@DOMAIN --text TEXT [--wait-delivery SECONDS]
+                    Send one message; exit 0 once accepted (and delivered).
+  listen --user USER@DOMAIN [--json]
+                    Print incoming messages, one line each, until interrupted.
+                    Client commands default to --server sip:127.0.0.1:5060;transport=tcp.
   help              Show this text.
   version           Show Parley's version.
 `;
@@ -29,6 +46,9 @@ function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
   return pkg.version;
 }
+
+const print = (line: string): void => void process.stdout.write(`${line}\n`);
+const printError = (line: string): void => void process.stderr.write(`${line}\n`);
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -39,6 +59,16 @@ async function main(argv: string[]): Promise<number> {
       return responderCommand(rest, (line) => process.stdout.write(`${line}\n`), (line) => process.stderr.write(`${line}\n`));
     case 'resolve':
       return resolveCommand(rest, (line) => process.stdout.write(`${line}\n`), (line) => process.stderr.write(`${line}\n`));
+    case 'server':
+      return serverCommand(rest, print, printError);
+    case 'user':
+      return userCommand(rest, print, printError);
+    case 'send':
+      return sendCommand(rest, print, printError);
+    case 'listen':
+      return listenCommand(rest, print, printError);
+    case 'client':
+      return clientCommand(rest, print, printError);
     case 'version':
     case '--version':
     case '-v':

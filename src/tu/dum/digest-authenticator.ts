@@ -48,6 +48,11 @@ export interface AuthenticateOptions {
   proxy?: boolean;
 }
 
+/** What checks a request's credentials: a `DigestAuthenticator`, or several behind one (a realm per domain). */
+export interface RequestAuthenticator {
+  authenticate(request: SipMessage, options?: AuthenticateOptions): Promise<AuthOutcome>;
+}
+
 export interface ChallengeOptions extends AuthenticateOptions {
   /** The credentials were right but the nonce too old (RFC 7616 §3.3 "stale"). */
   stale?: boolean;

@@ -14,6 +14,6 @@ export { ServerInviteSession } from './server-invite-session.js';
 export { sameUri } from './uri-equality.js';
 export { refreshDelayMs, retryBackoffMs, glareWaitMs } from './timing.js';
 export { DigestClient, type Credential } from './digest-client.js';
-export { DigestAuthenticator, type AuthOutcome, type DigestAuthenticatorOptions } from './digest-authenticator.js';
+export { DigestAuthenticator, type AuthOutcome, type DigestAuthenticatorOptions, type RequestAuthenticator } from './digest-authenticator.js';
 export { MemoryCredentialStore, type CredentialStore } from './credential-store.js';
 export { DigestError, digestHa1, digestHash, digestResponse, DIGEST_ALGORITHMS, type DigestAlgorithm, type DigestQop } from './digest.js';

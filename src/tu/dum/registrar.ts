@@ -8,7 +8,7 @@ import type { TimerHandle } from '../../util/clock.js';
 import type { ServerRequest } from '../transaction-user.js';
 import { unquoteInstance } from './client-registration.js';
 import { DUM_EXTENSIONS, type DialogUsageManager } from './dialog-usage-manager.js';
-import type { DigestAuthenticator } from './digest-authenticator.js';
+import type { RequestAuthenticator } from './digest-authenticator.js';
 import type { LocationStore, StoredBinding } from './location-store.js';
 import { sameUri } from './uri-equality.js';
 
@@ -16,8 +16,8 @@ export interface RegistrarOptions {
   /** Domains served (Request-URI and To host, case-insensitive). */
   domains: string[];
   store: LocationStore;
-  /** Without one, nobody is asked for credentials. */
-  authenticator?: DigestAuthenticator;
+  /** A `DigestAuthenticator`, or one that picks the realm per request. Without one, nobody is asked for credentials. */
+  authenticator?: RequestAuthenticator;
   /** May `username` register `aor`? Default: the AOR's user is the username. */
   authorize?: (username: string, aor: string) => boolean | Promise<boolean>;
   /** Default 60 s: shorter (and under an hour, not 0) → 423. */

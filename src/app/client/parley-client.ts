@@ -1,0 +1,264 @@
+import { EventEmitter } from 'eventemitter3';
+import { createHash, randomUUID } from 'node:crypto';
+import { createServer } from 'node:net';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { parseUri } from '../../message/uri.js';
+import { SipStack, type SipStackOptions } from '../../stack.js';
+import type { ClientRegistration } from '../../tu/dum/client-registration.js';
+import { DialogUsageManager } from '../../tu/dum/dialog-usage-manager.js';
+import { DumError } from '../../tu/dum/dum-error.js';
+import type { Answer, IncomingMessage } from '../../tu/dum/pager.js';
+import { ParleyError } from '../../util/errors.js';
+import { CpimError, cpimHeader, formatCpim, imdnHeaders, parseCpim } from '../im/cpim.js';
+import { IMDN_CONTENT_TYPE, parseDeliveryNotification } from '../im/imdn.js';
+import { aorOf, displayAor, splitAor } from '../store/aor.js';
+import { DeviceState } from './device-state.js';
+
+/**
+ * Why a client could not do what it was asked. Codes: `CLIENT_AUTH_FAILED` (401/403: the
+ * password or the address is wrong), `CLIENT_UNREACHABLE` (no answer from the server),
+ * `CLIENT_SEND_FAILED` (a final non-2xx; `status` says which), `CLIENT_BAD_ADDRESS`,
+ * `CLIENT_CLOSED`.
+ */
+export class ClientError extends ParleyError {
+  constructor(
+    code: string,
+    message: string,
+    readonly status?: number,
+  ) {
+    super(code, message);
+  }
+}
+
+export interface ClientOptions {
+  /** The home server, a SIP URI: `sip:127.0.0.1:5060;transport=tcp`. */
+  server: string;
+  /** `alice@example.com`. */
+  user: string;
+  password: string;
+  /** Device identity and the Message-IDs seen; default `$PARLEY_HOME` or `~/.parley`, then `/<user>`. */
+  stateDir?: string;
+  /** A second identity in the same state directory (`parley send` registers as 'send'). */
+  device?: string;
+  /** Registration expiry asked for, seconds; default 600. */
+  expires?: number;
+  /** Stack options (a ManualClock in tests). */
+  stack?: Partial<SipStackOptions>;
+}
+
+export interface ChatMessage {
+  from: string;
+  to: string;
+  messageId: string;
+  time: Date;
+  contentType: string;
+  text: string;
+  body: Buffer;
+}
+
+export interface SendResult {
+  messageId: string;
+  status: number;
+  reason: string;
+}
+
+export interface ClientEvents {
+  /** A new message (one already seen, by Message-ID, is acknowledged and not emitted again). */
+  message: [message: ChatMessage];
+  /** A delivery notification (RFC 5438) for a message this user sent. */
+  delivered: [messageId: string, by: string, time: Date];
+  status: [status: 'registered' | 'retrying' | 'closed', detail: string];
+}
+
+/** Transient answers after which a send is tried again with the same Message-ID. */
+const RESEND_STATUSES = new Set([408, 503]);
+const SEND_ATTEMPTS = 3;
+
+/**
+ * A Parley user's device: registers with its home server (digest, RFC 5626 outbound over
+ * TCP/TLS), sends CPIM messages asking for delivery notifications, and receives messages,
+ * dropping duplicates by Message-ID across restarts (the state directory keeps them).
+ */
+export class ParleyClient extends EventEmitter<ClientEvents> {
+  readonly aor: string;
+  private closed = false;
+
+  private constructor(
+    private readonly stack: SipStack,
+    private readonly dum: DialogUsageManager,
+    private readonly registration: ClientRegistration,
+    private readonly state: DeviceState,
+    aor: string,
+  ) {
+    super();
+    this.aor = displayAor(aor);
+  }
+
+  /** Registers with the server; resolves once registered, rejects with a ClientError otherwise. */
+  static async connect(options: ClientOptions): Promise<ParleyClient> {
+    let aor: string;
+    let server: ReturnType<typeof parseUri>;
+    try {
+      aor = aorOf(options.user);
+      server = parseUri(options.server, 'server');
+    } catch (error) {
+      throw new ClientError('CLIENT_BAD_ADDRESS', (error as Error).message);
+    }
+    const { user, domain } = splitAor(aor);
+    const stateDir = options.stateDir ?? join(process.env.PARLEY_HOME ?? join(homedir(), '.parley'), displayAor(aor));
+    const state = DeviceState.open(stateDir, options.device ?? 'default');
+    const transport = (server.transport ?? 'udp').toLowerCase();
+    const host = localHostFor(server.host);
+    const port = await freePort(host);
+    const stack = new SipStack({ ...options.stack, transports: [`udp:${host}:${port}`, `tcp:${host}:${port}`] });
+    await stack.start();
+    const dum = new DialogUsageManager(stack, {
+      aor,
+      credentials: [{ username: user, password: options.password, realm: domain }],
+      outboundProxy: server.toString(),
+      instanceId: state.instanceId,
+      acceptedTypes: ['*/*'],
+    });
+    const registration = dum.register({
+      registrar: `sip:${domain}`,
+      expires: options.expires ?? 600,
+      // RFC 5626: over a connection the server reaches us on the flow we opened.
+      outbound: transport === 'udp' ? undefined : { regId: 1 },
+    });
+    const client = new ParleyClient(stack, dum, registration, state, aor);
+    dum.onMessage((message) => client.receive(message));
+    try {
+      await registration.ready;
+    } catch (error) {
+      await stack.stop();
+      throw asClientError(error, 'registration');
+    }
+    registration.on('refreshed', () => client.emit('status', 'registered', 'registration refreshed'));
+    registration.on('registered', () => client.emit('status', 'registered', 'registered'));
+    registration.on('failed', (error) => client.emit('status', 'retrying', error.message));
+    client.emit('status', 'registered', `registered as ${client.aor}`);
+    return client;
+  }
+
+  get instanceId(): string {
+    return this.state.instanceId;
+  }
+
+  /**
+   * Sends a text as `message/cpim` with a fresh Message-ID, asking for a delivery notification
+   * unless `notify` is false. Resolves on the server's 2xx (202: stored for the recipient); a 408
+   * or 503 is retried with the same Message-ID, which the server stores once.
+   */
+  async send(to: string, text: string, options: { notify?: boolean } = {}): Promise<SendResult> {
+    if (this.closed) throw new ClientError('CLIENT_CLOSED', 'the client is closed');
+    let recipient: string;
+    try {
+      recipient = aorOf(to);
+    } catch (error) {
+      throw new ClientError('CLIENT_BAD_ADDRESS', (error as Error).message);
+    }
+    const messageId = randomUUID().replace(/-/g, '');
+    const body = formatCpim({
+      from: `sip:${this.aor}`,
+      to: recipient,
+      dateTime: new Date(),
+      messageId,
+      notifications: options.notify === false ? [] : ['positive-delivery'],
+      contentType: 'text/plain;charset=utf-8',
+      content: text,
+    });
+    for (let attempt = 1; ; attempt++) {
+      const response = await this.dum.sendMessage({ to: recipient, body, contentType: 'message/cpim' });
+      const status = response.status ?? 500;
+      if (status >= 200 && status < 300) return { messageId, status, reason: response.reason ?? '' };
+      if (attempt < SEND_ATTEMPTS && RESEND_STATUSES.has(status) && !this.closed) {
+        await new Promise<void>((resolve) => this.stack.timers.schedule(1000 * attempt, resolve));
+        continue;
+      }
+      const code = status === 401 || status === 407 || status === 403 ? 'CLIENT_AUTH_FAILED' : 'CLIENT_SEND_FAILED';
+      throw new ClientError(code, `${status} ${response.reason ?? ''}`.trim(), status);
+    }
+  }
+
+  /** Unregisters (unless told not to) and releases the sockets. */
+  async close(options: { unregister?: boolean } = {}): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (options.unregister !== false) await this.registration.unregister().catch(() => undefined);
+    await this.stack.stop();
+    this.emit('status', 'closed', 'closed');
+  }
+
+  private receive(incoming: IncomingMessage): Answer {
+    const type = (incoming.contentType ?? 'text/plain').split(';')[0]!.trim().toLowerCase();
+    const from = displayAor(incoming.from.uri.toString().replace(/;.*$/, ''));
+    const to = displayAor(incoming.to.uri.toString().replace(/;.*$/, ''));
+    const dateHeader = incoming.request.header('Date');
+    let time = dateHeader !== undefined && !Number.isNaN(Date.parse(dateHeader)) ? new Date(dateHeader) : new Date();
+    let contentType = incoming.contentType ?? 'text/plain';
+    let body = incoming.body;
+    let messageId: string | undefined;
+    if (type === 'message/cpim') {
+      let cpim;
+      try {
+        cpim = parseCpim(incoming.body);
+      } catch (error) {
+        if (error instanceof CpimError) return { status: 400, reason: 'Malformed message/cpim' };
+        throw error;
+      }
+      messageId = imdnHeaders(cpim).messageId;
+      const dateTime = cpimHeader(cpim.headers, 'DateTime');
+      if (dateTime !== undefined && !Number.isNaN(Date.parse(dateTime))) time = new Date(dateTime);
+      contentType = cpim.contentType ?? 'text/plain';
+      body = cpim.content;
+      if (contentType.split(';')[0]!.trim().toLowerCase() === IMDN_CONTENT_TYPE) {
+        const notification = parseDeliveryNotification(body.toString('utf8'));
+        const key = `imdn:${messageId ?? notification?.messageId ?? ''}`;
+        if (notification && notification.status === 'delivered' && !this.state.seen(key)) {
+          this.state.remember(key);
+          this.emit('delivered', notification.messageId, displayAor(notification.recipient), time);
+        }
+        return 200;
+      }
+    }
+    // Without a Message-ID (a plain MESSAGE from a non-Parley sender) the sender, time and bytes name it.
+    messageId ??= `plain-${createHash('sha256').update(`${from}\n${time.getTime()}\n`).update(body).digest('hex').slice(0, 32)}`;
+    if (this.state.seen(messageId)) return 200;
+    this.state.remember(messageId);
+    this.emit('message', { from, to, messageId, time, contentType, text: body.toString('utf8'), body });
+    return 200;
+  }
+}
+
+function asClientError(error: unknown, what: string): ClientError {
+  if (error instanceof DumError) {
+    const status = error.response?.status;
+    if (status === 401 || status === 407 || status === 403) return new ClientError('CLIENT_AUTH_FAILED', `${what} refused: ${status} ${error.response?.reason ?? ''}`.trim(), status);
+    if (status === undefined || status === 408 || status === 503) return new ClientError('CLIENT_UNREACHABLE', `${what} failed: ${status === undefined ? 'no answer' : `${status} ${error.response?.reason ?? ''}`}`.trim(), status);
+    return new ClientError('CLIENT_SEND_FAILED', `${what} failed: ${status} ${error.response?.reason ?? ''}`.trim(), status);
+  }
+  return error instanceof ClientError ? error : new ClientError('CLIENT_UNREACHABLE', `${what} failed: ${String(error)}`);
+}
+
+/** Where the client listens: loopback to reach a loopback server, else every interface. */
+function localHostFor(serverHost: string): string {
+  if (serverHost.startsWith('127.') || serverHost === 'localhost') return '127.0.0.1';
+  if (serverHost === '[::1]' || serverHost === '::1') return '::1';
+  return '0.0.0.0';
+}
+
+/**
+ * A port free for TCP, used for UDP too: one port for both means a MESSAGE too large for UDP
+ * (RFC 3428 §6) reaches the device over TCP at the same address (RFC 3261 §18.1.1).
+ */
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, host, () => {
+      const address = probe.address();
+      probe.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}

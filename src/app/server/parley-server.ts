@@ -1,0 +1,307 @@
+import { EventEmitter } from 'eventemitter3';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createHash, randomUUID } from 'node:crypto';
+import { createRequest } from '../../message/builder.js';
+import { SipStack, type SipStackOptions } from '../../stack.js';
+import type { Transport } from '../../transport/types.js';
+import type { Target } from '../../transport/transport-selector.js';
+import { DialogUsageManager } from '../../tu/dum/dialog-usage-manager.js';
+import type { StoredBinding } from '../../tu/dum/location-store.js';
+import { acceptsType } from '../../tu/dum/media-types.js';
+import type { Answer, IncomingMessage } from '../../tu/dum/pager.js';
+import { Registrar } from '../../tu/dum/registrar.js';
+import { parseNameAddr } from '../../message/name-addr.js';
+import { parseUri } from '../../message/uri.js';
+import { CpimError, cpimAddress, formatCpim, imdnHeaders, parseCpim } from '../im/cpim.js';
+import { formatDeliveryNotification, IMDN_CONTENT_TYPE } from '../im/imdn.js';
+import { silentLogger, type Logger } from '../logger.js';
+import { aorOf, displayAor, splitAor, type Aor } from '../store/aor.js';
+import { SqliteStore, type StoredMessage } from '../store/sqlite-store.js';
+import { StoreError } from '../store/store-error.js';
+import { AccountCredentials, DomainAuthenticators } from './accounts.js';
+import { DeliveryScheduler } from './delivery.js';
+import { resolveConfig, type ServerConfig } from './server-config.js';
+
+export interface ParleyServerEvents {
+  /** Durable, and answered 202. */
+  stored: [message: StoredMessage];
+  /** A device answered 2xx. */
+  delivered: [message: StoredMessage, device: string];
+  /** A user's registered devices changed. */
+  bindings: [aor: string, count: number];
+}
+
+export interface ParleyServerOptions {
+  logger?: Logger;
+  /** Stack options beyond the listen addresses (a ManualClock in tests, timers, DNS). */
+  stack?: Partial<SipStackOptions>;
+}
+
+const HOUR_MS = 3_600_000;
+
+/**
+ * A Parley home server (docs/server.md): the DUM registrar over the durable store, MESSAGE
+ * intake (authenticate, check, store, then 202), delivery to every device of the recipient, and
+ * delivery notifications back to the sender.
+ */
+export class ParleyServer extends EventEmitter<ParleyServerEvents> {
+  readonly registrar: Registrar;
+  private readonly domains: Set<string>;
+  private readonly authenticators: DomainAuthenticators;
+  private readonly delivery: DeliveryScheduler;
+  private purgeTimer: ReturnType<SipStack['timers']['schedule']> | undefined;
+  private stopping: Promise<void> | undefined;
+
+  private constructor(
+    readonly config: ServerConfig,
+    readonly store: SqliteStore,
+    readonly stack: SipStack,
+    readonly dum: DialogUsageManager,
+    private readonly logger: Logger,
+  ) {
+    super();
+    this.domains = new Set(config.domains);
+    this.authenticators = new DomainAuthenticators(config.domains, new AccountCredentials(store));
+    this.registrar = new Registrar(dum, { domains: config.domains, store, authenticator: this.authenticators });
+    this.delivery = new DeliveryScheduler(store, stack.timers, (message, binding) => this.sendToDevice(message, binding), {
+      window: config.deliveryWindow,
+      retryMs: config.deliveryRetryMs,
+    });
+    this.registrar.on('bindings', (aor, bindings) => {
+      this.logger.info(`${displayAor(aor)}: ${bindings.length} device${bindings.length === 1 ? '' : 's'} registered`);
+      this.delivery.update(aor, bindings);
+      this.emit('bindings', aor, bindings.length);
+    });
+    this.delivery.on('delivered', (message, device, first) => {
+      this.emit('delivered', message, device);
+      if (first && message.notify) void this.notifyDelivered(message);
+    });
+    this.delivery.on('refused', (message, device, status) => this.logger.warn(`message ${message.id} for ${displayAor(message.recipient)} refused by ${device} with ${status}; skipped for that device`));
+    this.delivery.on('retrying', (recipient, device, status, delay) => this.logger.info(`delivery to ${device} (${displayAor(recipient)}) failed with ${status}; next try in ${Math.round(delay / 1000)} s`));
+    dum.onMessage((message) => this.receive(message));
+  }
+
+  /** Opens the store, binds the listen addresses, and resumes delivery to the devices still registered. */
+  static async start(config: Partial<ServerConfig> = {}, options: ParleyServerOptions = {}): Promise<ParleyServer> {
+    const resolved = resolveConfig(config);
+    const logger = options.logger ?? silentLogger;
+    const store = openStore(resolved.data);
+    const tls = resolved.tls ? { cert: readFileSync(resolved.tls.cert), key: readFileSync(resolved.tls.key) } : undefined;
+    // A MESSAGE handler waits for the group commit, so many run at once: that is what fills a commit.
+    const stack = new SipStack({ tuConcurrency: 4096, ...options.stack, transports: resolved.listen, tls });
+    try {
+      await stack.start();
+    } catch (error) {
+      await store.close();
+      throw error;
+    }
+    const dum = new DialogUsageManager(stack, { acceptedTypes: resolved.acceptedTypes, aor: `sip:parley@${resolved.domains[0]!}` });
+    const server = new ParleyServer(resolved, store, stack, dum, logger);
+    await server.resume();
+    server.schedulePurge();
+    return server;
+  }
+
+  get transports(): readonly Transport[] {
+    return this.stack.transports;
+  }
+
+  /** Stops taking requests, stops delivery, commits what is queued, closes the store. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.purgeTimer?.cancel();
+      this.delivery.stop();
+      this.registrar.close();
+      await this.stack.stop();
+      await this.store.close();
+    })();
+    return this.stopping;
+  }
+
+  // ---- intake: RFC 3428 §7 at a server that stores and forwards --------------------------------
+
+  private async receive(incoming: IncomingMessage): Promise<Answer> {
+    const request = incoming.request;
+    let sender: Aor;
+    let recipient: Aor;
+    try {
+      sender = aorOf(request.from.uri.toString());
+    } catch {
+      return { status: 400, reason: 'From is not an address of the form user@domain' };
+    }
+    const senderDomain = splitAor(sender).domain;
+    if (this.domains.has(senderDomain)) {
+      // Every MESSAGE from one of our users is authenticated, and only as themselves (docs/server.md).
+      const outcome = await this.authenticators.authenticate(request);
+      if (!outcome.ok) return outcome.response;
+      if (`sip:${outcome.username}@${senderDomain}` !== sender) return { status: 403, reason: `${outcome.username} may not send as ${displayAor(sender)}` };
+    } else if (!this.config.acceptForeign) {
+      return { status: 403, reason: `Senders of ${senderDomain} are not accepted here` };
+    }
+    try {
+      recipient = aorOf(request.requestUri.toString());
+    } catch {
+      return { status: 404, reason: 'No such user' };
+    }
+    if (!this.domains.has(splitAor(recipient).domain)) return { status: 404, reason: 'No route to domain' };
+    if (!this.store.account(recipient)) return { status: 404, reason: 'No such user' };
+    if (request.body.length > this.config.maxMessageBytes) return { status: 413, reason: `Message body over ${this.config.maxMessageBytes} bytes` };
+    const contentType = request.contentType ?? 'text/plain';
+    const accept = { Accept: this.config.acceptedTypes.join(', ') };
+    if (!acceptsType(this.config.acceptedTypes, contentType)) return { status: 415, headers: accept };
+
+    let messageId: string | undefined;
+    let notify = false;
+    if (mediaType(contentType) === 'message/cpim') {
+      try {
+        const cpim = parseCpim(request.body);
+        if (cpim.contentType !== undefined && !acceptsType(this.config.acceptedTypes, cpim.contentType)) return { status: 415, headers: accept };
+        const cpimFrom = safeAor(cpimAddress(cpim.headers.find(([n]) => n.toLowerCase() === 'from')![1]));
+        if (cpimFrom !== sender) return { status: 403, reason: 'The CPIM From is not the sender' };
+        const imdn = imdnHeaders(cpim);
+        messageId = imdn.messageId;
+        notify = imdn.notifications.includes('positive-delivery');
+      } catch (error) {
+        if (error instanceof CpimError) return { status: 400, reason: error.message.slice(0, 100) };
+        throw error;
+      }
+    }
+    // Without a CPIM Message-ID the request itself names the message: a retransmission, or a
+    // replay of the same request after a restart, is the same message.
+    messageId ??= `sip-${createHash('sha256').update(`${request.callId}\n${request.cseq.seq}\n${request.from.tag ?? ''}`).digest('hex').slice(0, 32)}`;
+
+    if (this.store.unacknowledged(recipient) >= this.config.maxStoredPerUser)
+      return { status: 480, reason: 'Mailbox full', headers: { 'Retry-After': '60' } };
+    if (this.store.commitBacklog >= this.config.maxCommitBacklog) return { status: 503, reason: 'Store busy', headers: { 'Retry-After': '1' } };
+    try {
+      const fresh = { recipient, sender, messageId, contentType, body: request.body, receivedAt: Date.now(), notify };
+      const stored = await this.store.append(fresh);
+      if (!stored.duplicate) {
+        this.emit('stored', { ...fresh, id: stored.id });
+        this.delivery.kick(recipient);
+      }
+    } catch (error) {
+      if (error instanceof StoreError) {
+        this.logger.error(`store: ${error.message}`);
+        return { status: 503, reason: 'Store unavailable', headers: { 'Retry-After': '5' } };
+      }
+      throw error;
+    }
+    // RFC 3428 §7: 202 — accepted for delivery, not yet delivered to the final recipient.
+    return 202;
+  }
+
+  // ---- delivery ---------------------------------------------------------------------------------
+
+  /** One MESSAGE to one device: From the sender, To the recipient, Date when stored, body unchanged. */
+  private async sendToDevice(message: StoredMessage, binding: StoredBinding): Promise<number> {
+    const headers: Record<string, string | string[]> = { Date: new Date(message.receivedAt).toUTCString() };
+    // RFC 3327: a device registered through proxies is reached through them.
+    if (binding.path && binding.path.length > 0) headers.Route = binding.path;
+    const request = createRequest({
+      method: 'MESSAGE',
+      uri: parseUri(binding.contact, 'contact'),
+      from: parseNameAddr(`<${message.sender}>`, 'from'),
+      to: parseNameAddr(`<${message.recipient}>`, 'to'),
+      headers: { ...headers, 'User-Agent': this.dum.userAgent },
+      body: message.body,
+      contentType: message.contentType,
+    });
+    const response = await this.stack.request(request, { target: flowTarget(binding) }).final;
+    return response.status ?? 500;
+  }
+
+  /**
+   * RFC 5438 §7.1: the first device of the recipient took a message whose sender asked for
+   * positive delivery notification; the notification goes into the sender's log like any message.
+   */
+  private async notifyDelivered(message: StoredMessage): Promise<void> {
+    if (!this.store.account(message.sender)) {
+      this.logger.info(`delivery notification for ${displayAor(message.sender)} not sent: not a user here`);
+      return;
+    }
+    let sentAt = new Date(message.receivedAt);
+    if (mediaType(message.contentType) === 'message/cpim') {
+      try {
+        const dateTime = parseCpim(message.body).headers.find(([n]) => n.toLowerCase() === 'datetime')?.[1];
+        if (dateTime && !Number.isNaN(Date.parse(dateTime))) sentAt = new Date(dateTime);
+      } catch {
+        // Stored after a successful parse; keep the store time.
+      }
+    }
+    const now = new Date();
+    const messageId = randomUUID();
+    const body = formatCpim({
+      from: message.recipient,
+      to: message.sender,
+      dateTime: now,
+      messageId,
+      contentType: IMDN_CONTENT_TYPE,
+      contentDisposition: 'notification',
+      content: formatDeliveryNotification({ messageId: message.messageId, dateTime: sentAt, recipient: message.recipient, status: 'delivered' }),
+    });
+    try {
+      await this.store.append({ recipient: message.sender, sender: message.recipient, messageId, contentType: 'message/cpim', body, receivedAt: now.getTime(), notify: false });
+      this.delivery.kick(message.sender);
+    } catch (error) {
+      this.logger.error(`delivery notification for ${displayAor(message.sender)} not stored: ${String(error)}`);
+    }
+  }
+
+  /**
+   * After a (re)start: bindings whose flow was a connection of the previous process are gone
+   * (RFC 5626 §6: the device registers again on a new flow); delivery resumes to the others.
+   */
+  private async resume(): Promise<void> {
+    for (const aor of this.store.boundAors()) {
+      const all = this.store.get(aor);
+      const reachable = all.filter((b) => b.flow?.connectionId === undefined || b.regId === undefined);
+      if (reachable.length !== all.length) await this.store.put(aor, reachable);
+      this.delivery.update(aor, await this.registrar.lookup(aor));
+    }
+  }
+
+  private schedulePurge(): void {
+    const run = (): void => {
+      try {
+        const removed = this.store.purge(Date.now(), this.config.retentionDays * 24 * HOUR_MS);
+        if (removed > 0) this.logger.info(`purged ${removed} delivered or expired message${removed === 1 ? '' : 's'}`);
+      } catch (error) {
+        this.logger.error(`purge failed: ${String(error)}`);
+      }
+      this.purgeTimer = this.stack.timers.schedule(HOUR_MS, run);
+    };
+    run();
+  }
+}
+
+/** The store under the data directory (created when missing), or in memory. */
+function openStore(data: string): SqliteStore {
+  if (data === ':memory:') return SqliteStore.open(':memory:');
+  mkdirSync(data, { recursive: true });
+  return SqliteStore.open(join(data, 'parley.db'));
+}
+
+/**
+ * Where a device is reached: over the flow it registered on when it asked for outbound (RFC
+ * 5626 §5.3) or registered over UDP (RFC 3581: the source it sent from); otherwise at its Contact.
+ */
+function flowTarget(binding: StoredBinding): Target | undefined {
+  const flow = binding.flow;
+  if (!flow) return undefined;
+  if (binding.regId !== undefined || flow.protocol === 'udp') return { protocol: flow.protocol, address: flow.address, port: flow.port };
+  return undefined;
+}
+
+function mediaType(contentType: string): string {
+  return contentType.split(';')[0]!.trim().toLowerCase();
+}
+
+function safeAor(text: string): Aor | undefined {
+  try {
+    return aorOf(text);
+  } catch {
+    return undefined;
+  }
+}
