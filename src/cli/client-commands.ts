@@ -149,7 +149,10 @@ export async function clientCommand(args: string[], out: Print, err: Print): Pro
     else if (detail === 'registered') out('(connected again)');
   });
   const rl = createInterface({ input: process.stdin, terminal: false });
-  const send = async (to: string, text: string): Promise<void> => {
+  // One send at a time: messages typed in a row reach the server, and so the recipient, in order.
+  let queue = Promise.resolve();
+  const send = (to: string, text: string): Promise<void> => (queue = queue.then(() => sendNow(to, text)));
+  const sendNow = async (to: string, text: string): Promise<void> => {
     const label = text.length > 30 ? `${text.slice(0, 30)}…` : text;
     out(`→ sent to ${to}: ${label}`);
     try {
@@ -181,6 +184,7 @@ export async function clientCommand(args: string[], out: Print, err: Print): Pro
   });
   await quit;
   rl.close();
+  await queue;
   await client.close();
   out('bye');
   return 0;

@@ -83,6 +83,12 @@ const SEND_ATTEMPTS = 3;
 export class ParleyClient extends EventEmitter<ClientEvents> {
   readonly aor: string;
   private closed = false;
+  /**
+   * Messages and notifications that arrived while nobody listened for them (right after the
+   * registration, before the caller's `on`): held, and answered only once they are emitted, so
+   * none is acknowledged to the server without having been seen.
+   */
+  private readonly held: Array<{ event: 'message' | 'delivered'; dispatch: () => void }> = [];
 
   private constructor(
     private readonly stack: SipStack,
@@ -141,6 +147,36 @@ export class ParleyClient extends EventEmitter<ClientEvents> {
     return client;
   }
 
+  override on<T extends keyof ClientEvents>(event: T, listener: (...args: ClientEvents[T]) => void, context?: unknown): this {
+    super.on(event, listener as never, context);
+    if (event === 'message' || event === 'delivered') this.release(event);
+    return this;
+  }
+
+  private release(event: 'message' | 'delivered'): void {
+    for (const item of this.held.filter((h) => h.event === event)) {
+      this.held.splice(this.held.indexOf(item), 1);
+      item.dispatch();
+    }
+  }
+
+  /** Runs `dispatch` now when someone listens for `event`, else when someone starts to. */
+  private deliver(event: 'message' | 'delivered', dispatch: () => void): Answer | Promise<Answer> {
+    if (this.listenerCount(event) > 0) {
+      dispatch();
+      return 200;
+    }
+    return new Promise<Answer>((resolve) => {
+      this.held.push({
+        event,
+        dispatch: () => {
+          dispatch();
+          resolve(200);
+        },
+      });
+    });
+  }
+
   get instanceId(): string {
     return this.state.instanceId;
   }
@@ -190,7 +226,7 @@ export class ParleyClient extends EventEmitter<ClientEvents> {
     this.emit('status', 'closed', 'closed');
   }
 
-  private receive(incoming: IncomingMessage): Answer {
+  private receive(incoming: IncomingMessage): Answer | Promise<Answer> {
     const type = (incoming.contentType ?? 'text/plain').split(';')[0]!.trim().toLowerCase();
     const from = displayAor(incoming.from.uri.toString().replace(/;.*$/, ''));
     const to = displayAor(incoming.to.uri.toString().replace(/;.*$/, ''));
@@ -215,19 +251,23 @@ export class ParleyClient extends EventEmitter<ClientEvents> {
       if (contentType.split(';')[0]!.trim().toLowerCase() === IMDN_CONTENT_TYPE) {
         const notification = parseDeliveryNotification(body.toString('utf8'));
         const key = `imdn:${messageId ?? notification?.messageId ?? ''}`;
-        if (notification && notification.status === 'delivered' && !this.state.seen(key)) {
+        if (!notification || notification.status !== 'delivered' || this.state.seen(key)) return 200;
+        return this.deliver('delivered', () => {
+          if (this.state.seen(key)) return;
           this.state.remember(key);
           this.emit('delivered', notification.messageId, displayAor(notification.recipient), time);
-        }
-        return 200;
+        });
       }
     }
     // Without a Message-ID (a plain MESSAGE from a non-Parley sender) the sender, time and bytes name it.
     messageId ??= `plain-${createHash('sha256').update(`${from}\n${time.getTime()}\n`).update(body).digest('hex').slice(0, 32)}`;
     if (this.state.seen(messageId)) return 200;
-    this.state.remember(messageId);
-    this.emit('message', { from, to, messageId, time, contentType, text: body.toString('utf8'), body });
-    return 200;
+    const id = messageId;
+    return this.deliver('message', () => {
+      if (this.state.seen(id)) return;
+      this.state.remember(id);
+      this.emit('message', { from, to, messageId: id, time, contentType, text: body.toString('utf8'), body });
+    });
   }
 }
 
