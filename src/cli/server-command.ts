@@ -74,7 +74,7 @@ export async function serverCommand(args: string[], out: (line: string) => void,
   out(`data: ${config.data}`);
   if (server.store.accounts().length === 0) {
     const data = config.data === './parley-data' ? '' : ` --data ${config.data}`;
-    out(`no users yet: add one with "parley user add alice@${config.domains[0]!}${data}" (it asks for a password)`);
+    out(`no users yet: add one with "parley user add alice@${config.domains[0]!}${data}"`);
   }
   out('ready');
   await new Promise<void>((resolve) => {

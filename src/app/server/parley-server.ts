@@ -70,7 +70,8 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
     });
     this.registrar.on('bindings', (aor, bindings) => {
       this.logger.info(`${displayAor(aor)}: ${bindings.length} device${bindings.length === 1 ? '' : 's'} registered`);
-      this.delivery.update(aor, bindings);
+      // After the registrar's 200 has gone: a device hears that it is registered before it gets mail.
+      setImmediate(() => this.delivery.update(aor, bindings));
       this.emit('bindings', aor, bindings.length);
     });
     this.delivery.on('delivered', (message, device, first) => {
