@@ -88,7 +88,7 @@ export class ParleyClient extends EventEmitter<ClientEvents> {
    * registration, before the caller's `on`): held, and answered only once they are emitted, so
    * none is acknowledged to the server without having been seen.
    */
-  private readonly held: Array<{ event: 'message' | 'delivered'; dispatch: () => void }> = [];
+  private readonly held: Array<{ event: 'message' | 'delivered'; dispatch: () => void; refuse: () => void }> = [];
 
   private constructor(
     private readonly stack: SipStack,
@@ -173,6 +173,8 @@ export class ParleyClient extends EventEmitter<ClientEvents> {
           dispatch();
           resolve(200);
         },
+        // Closing with nobody having listened: not taken, so the server keeps it for later.
+        refuse: () => resolve({ status: 480, reason: 'Device closing' }),
       });
     });
   }
@@ -221,6 +223,7 @@ export class ParleyClient extends EventEmitter<ClientEvents> {
   async close(options: { unregister?: boolean } = {}): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    for (const item of this.held.splice(0)) item.refuse();
     if (options.unregister !== false) await this.registration.unregister().catch(() => undefined);
     await this.stack.stop();
     this.emit('status', 'closed', 'closed');
