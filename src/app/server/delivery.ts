@@ -24,6 +24,9 @@ export interface DeliveryEvents {
   retrying: [recipient: Aor, device: string, status: number, delayMs: number];
 }
 
+/** Messages read from the store at once for one device. */
+const READ_AHEAD = 64;
+
 /** Statuses after which a device is tried again later: it is there but cannot take it now. */
 const RETRYABLE = new Set([408, 480, 486, 500, 503, 504, 600]);
 
@@ -100,6 +103,8 @@ export class DeliveryScheduler extends EventEmitter<DeliveryEvents> {
 class Courier {
   private binding: StoredBinding;
   private flight: InFlight[] = [];
+  /** Read from the store, not yet sent, in log order. */
+  private queue: StoredMessage[] = [];
   /** The highest id sent in this round (messages after the cursor already in flight). */
   private sentUpTo = 0;
   private retryTimer: TimerHandle | undefined;
@@ -137,12 +142,14 @@ class Courier {
     if (this.stopped || this.retryTimer || this.roundFailed) return;
     const { store, options } = this.scheduler;
     if (this.binding.expiresAt <= this.scheduler.timers.now()) return;
-    const room = options.window - this.flight.length;
-    if (room <= 0) return;
-    const after = Math.max(store.cursor(this.recipient, this.device), this.sentUpTo);
-    for (const message of store.pending(this.recipient, this.device, room + this.flight.length)) {
-      if (message.id <= after) continue;
-      if (this.flight.length >= options.window) break;
+    while (this.flight.length < options.window) {
+      if (this.queue.length === 0) {
+        // Read ahead in batches: one query per batch, not one per message.
+        const after = Math.max(store.cursor(this.recipient, this.device), this.sentUpTo);
+        this.queue = store.after(this.recipient, after, Math.max(2 * options.window, READ_AHEAD));
+        if (this.queue.length === 0) return;
+      }
+      const message = this.queue.shift()!;
       const item: InFlight = { message, outcome: 'sending', status: 0 };
       this.flight.push(item);
       this.sentUpTo = message.id;
@@ -174,6 +181,7 @@ class Courier {
     // Every request of the failed round has settled: start again after the cursor, after a wait.
     const failed = this.flight.find((f) => f.outcome === 'failed')!;
     this.flight = [];
+    this.queue = [];
     this.sentUpTo = 0;
     this.roundFailed = false;
     const [first, cap] = this.scheduler.options.retryMs;

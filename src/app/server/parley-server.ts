@@ -38,7 +38,9 @@ export interface ParleyServerOptions {
   stack?: Partial<SipStackOptions>;
 }
 
-const HOUR_MS = 3_600_000;
+const DAY_MS = 86_400_000;
+/** Delivered messages are deleted this often (and the mailbox quota recounted). */
+const PURGE_INTERVAL_MS = 60_000;
 
 /**
  * A Parley home server (docs/server.md): the DUM registrar over the durable store, MESSAGE
@@ -172,7 +174,7 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
     // replay of the same request after a restart, is the same message.
     messageId ??= `sip-${createHash('sha256').update(`${request.callId}\n${request.cseq.seq}\n${request.from.tag ?? ''}`).digest('hex').slice(0, 32)}`;
 
-    if (this.store.unacknowledged(recipient) >= this.config.maxStoredPerUser)
+    if (this.store.stored(recipient) >= this.config.maxStoredPerUser)
       return { status: 480, reason: 'Mailbox full', headers: { 'Retry-After': '60' } };
     if (this.store.commitBacklog >= this.config.maxCommitBacklog) return { status: 503, reason: 'Store busy', headers: { 'Retry-After': '1' } };
     try {
@@ -266,12 +268,12 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
   private schedulePurge(): void {
     const run = (): void => {
       try {
-        const removed = this.store.purge(Date.now(), this.config.retentionDays * 24 * HOUR_MS);
+        const removed = this.store.purge(Date.now(), this.config.retentionDays * DAY_MS);
         if (removed > 0) this.logger.info(`purged ${removed} delivered or expired message${removed === 1 ? '' : 's'}`);
       } catch (error) {
         this.logger.error(`purge failed: ${String(error)}`);
       }
-      this.purgeTimer = this.stack.timers.schedule(HOUR_MS, run);
+      this.purgeTimer = this.stack.timers.schedule(PURGE_INTERVAL_MS, run);
     };
     run();
   }

@@ -18,7 +18,7 @@ export interface ServerConfig {
   retentionDays: number;
   /** A larger MESSAGE body is refused with 413. */
   maxMessageBytes: number;
-  /** Unacknowledged messages one user may have waiting; more → 480 with Retry-After. */
+  /** Messages kept for one user (delivered ones are deleted every minute); more → 480 with Retry-After. */
   maxStoredPerUser: number;
   /** Messages waiting for the disk; more → 503 with Retry-After. */
   maxCommitBacklog: number;
@@ -28,7 +28,7 @@ export interface ServerConfig {
   acceptForeign: boolean;
   /** Redelivery backoff: first wait and cap, in ms (doubling in between). */
   deliveryRetryMs: [number, number];
-  /** MESSAGEs in flight to one device at a time (1: strictly one after another). */
+  /** MESSAGEs in flight to one device at a time, sent in log order (1: each waits for the previous 2xx). */
   deliveryWindow: number;
 }
 
@@ -43,7 +43,7 @@ const defaults: ServerConfig = {
   acceptedTypes: ['text/*', 'message/cpim', 'message/imdn+xml', 'application/json'],
   acceptForeign: false,
   deliveryRetryMs: [1000, 300_000],
-  deliveryWindow: 1,
+  deliveryWindow: 32,
 };
 export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze(defaults);
 

@@ -90,6 +90,9 @@ CREATE TABLE IF NOT EXISTS devices (
 );
 `;
 
+/** How long acknowledgements alone wait to share a commit with other writes. */
+const ACK_COMMIT_DELAY_MS = 5;
+
 /**
  * Everything the Parley server must not lose, in one SQLite database (better-sqlite3, WAL):
  * accounts, the location service (a DUM `LocationStore`), each user's message log and each
@@ -112,7 +115,10 @@ export class SqliteStore implements LocationStore {
   private firstDeliveries = new Set<number>();
   /** When each message was first acknowledged, not yet committed. */
   private deliveredAt = new Map<number, number>();
-  private flushScheduled = false;
+  private immediateCommit: NodeJS.Immediate | undefined;
+  private lazyCommit: NodeJS.Timeout | undefined;
+  /** Messages kept per recipient, counted once then kept up to date (the mailbox quota). */
+  private storedCounts = new Map<string, number>();
   private flushWaiters: Array<{ resolve: () => void; reject: (error: unknown) => void }> = [];
   private closed = false;
   /** close() has begun: nothing new is taken, what is queued is committed. */
@@ -146,6 +152,8 @@ export class SqliteStore implements LocationStore {
       getBindings: this.db.prepare<[string], { list: string }>('SELECT list FROM bindings WHERE aor = ?'),
       putBindings: this.db.prepare('INSERT INTO bindings (aor, list) VALUES (?, ?) ON CONFLICT (aor) DO UPDATE SET list = excluded.list'),
       deleteBindings: this.db.prepare('DELETE FROM bindings WHERE aor = ?'),
+      account: this.db.prepare<[string], { aor: string; hashes: string; created_at: number }>('SELECT * FROM accounts WHERE aor = ?'),
+      countStored: this.db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM messages WHERE recipient = ?'),
     };
   }
 
@@ -171,6 +179,7 @@ export class SqliteStore implements LocationStore {
   /** Removes the account with its bindings, devices and messages; false when there was none. */
   removeAccount(aor: Aor): boolean {
     this.ensureOpen();
+    this.storedCounts.delete(aor);
     return this.db.transaction(() => {
       const removed = this.db.prepare('DELETE FROM accounts WHERE aor = ?').run(aor).changes > 0;
       this.db.prepare('DELETE FROM bindings WHERE aor = ?').run(aor);
@@ -182,7 +191,7 @@ export class SqliteStore implements LocationStore {
 
   account(aor: Aor): Account | undefined {
     this.ensureOpen();
-    const row = this.db.prepare<[string], { aor: string; hashes: string; created_at: number }>('SELECT * FROM accounts WHERE aor = ?').get(aor);
+    const row = this.statements.account.get(aor);
     return row && { aor: row.aor, hashes: JSON.parse(row.hashes) as AccountHashes, createdAt: row.created_at };
   }
 
@@ -248,6 +257,26 @@ export class SqliteStore implements LocationStore {
     return this.statements.pending.all(recipient, this.cursor(recipient, device), limit).map(toStoredMessage);
   }
 
+  /** Up to `limit` committed messages of the recipient with ids above `afterId`, in log order. */
+  after(recipient: Aor, afterId: number, limit: number): StoredMessage[] {
+    this.ensureOpen();
+    return this.statements.pending.all(recipient, afterId, limit).map(toStoredMessage);
+  }
+
+  /**
+   * Messages kept for the recipient (until every device acknowledged them and a purge ran, or
+   * retention ended), appends waiting for the disk included: what the mailbox quota counts.
+   * Counted once, then kept up to date, so asking costs nothing per MESSAGE.
+   */
+  stored(recipient: Aor): number {
+    this.ensureOpen();
+    let count = this.storedCounts.get(recipient);
+    if (count === undefined) this.storedCounts.set(recipient, (count = this.statements.countStored.get(recipient)!.n));
+    let queued = 0;
+    for (const append of this.appends) if (append.message.recipient === recipient) queued++;
+    return count + queued;
+  }
+
   /** The highest id the device acknowledged (0 for a device never seen). */
   cursor(recipient: Aor, device: string): number {
     this.ensureOpen();
@@ -288,7 +317,7 @@ export class SqliteStore implements LocationStore {
       if (first) this.firstDeliveries.add(id);
     }
     this.deliveredAt.set(id, now);
-    this.scheduleFlush();
+    this.scheduleFlush(false);
     return { first };
   }
 
@@ -315,6 +344,7 @@ export class SqliteStore implements LocationStore {
     // Acknowledgements queued for the next group commit count: commit them first.
     if (this.acks.size > 0 || this.deliveredAt.size > 0) this.commit();
     const cutoff = now - retentionMs;
+    this.storedCounts.clear();
     return this.db.transaction(() => {
       this.db.prepare('DELETE FROM devices WHERE last_seen < ?').run(cutoff);
       return this.db
@@ -341,15 +371,27 @@ export class SqliteStore implements LocationStore {
     this.db.close();
   }
 
-  private scheduleFlush(): void {
-    if (this.flushScheduled) return;
-    this.flushScheduled = true;
-    setImmediate(() => this.commit());
+  /**
+   * Appends are committed on the next turn of the event loop (a sender waits for its 202);
+   * acknowledgements alone wait a few ms more, so they join a commit with other writes.
+   */
+  private scheduleFlush(urgent = true): void {
+    if (this.immediateCommit) return;
+    if (urgent) {
+      clearTimeout(this.lazyCommit);
+      this.lazyCommit = undefined;
+      this.immediateCommit = setImmediate(() => this.commit());
+    } else {
+      this.lazyCommit ??= setTimeout(() => this.commit(), ACK_COMMIT_DELAY_MS);
+    }
   }
 
   /** One group commit: every queued append and acknowledgement in one transaction. */
   private commit(): void {
-    this.flushScheduled = false;
+    clearTimeout(this.lazyCommit);
+    this.lazyCommit = undefined;
+    if (this.immediateCommit) clearImmediate(this.immediateCommit);
+    this.immediateCommit = undefined;
     if (this.closed) return;
     const appends = this.appends;
     const acks = this.acks;
@@ -393,7 +435,11 @@ export class SqliteStore implements LocationStore {
     for (const id of delivered.keys()) this.firstDeliveries.delete(id);
     appends.forEach((append, i) => {
       this.appendKeys.delete(append.key);
-      if (!results[i]!.duplicate) this.stats.messages++;
+      if (!results[i]!.duplicate) {
+        this.stats.messages++;
+        const count = this.storedCounts.get(append.message.recipient);
+        if (count !== undefined) this.storedCounts.set(append.message.recipient, count + 1);
+      }
       append.resolve(results[i]!);
     });
     for (const waiter of waiters) waiter.resolve();

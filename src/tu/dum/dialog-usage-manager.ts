@@ -74,7 +74,20 @@ export interface ClosableUsage {
 /** Requests whose handling threw, with the error: `{ request, error }`. */
 const errorChannel = channel('parley:dum:error');
 
-const PARLEY_VERSION = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+/** The package version for User-Agent; found from src/, dist/ or a bench build alike, else 'dev'. */
+const PARLEY_VERSION = packageVersion();
+
+function packageVersion(): string {
+  for (const up of ['../../../package.json', '../../../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(up, import.meta.url), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'parley' && pkg.version) return pkg.version;
+    } catch {
+      // Not there from this build's layout; try the next.
+    }
+  }
+  return 'dev';
+}
 
 /** Option tags the DUM implements (RFC 5626 outbound, RFC 3327 Path at a registrar). */
 export const DUM_EXTENSIONS = ['outbound', 'path'];
