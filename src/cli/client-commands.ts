@@ -184,6 +184,8 @@ export async function clientCommand(args: string[], out: Print, err: Print): Pro
   });
   await quit;
   rl.close();
+  // A terminal (or a pipe still open) would keep the process waiting for input.
+  process.stdin.destroy();
   await queue;
   await client.close();
   out('bye');

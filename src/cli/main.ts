@@ -89,6 +89,9 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
+    // Every command releases its sockets and timers; should anything still hold the event loop,
+    // the command's answer stands and the process ends shortly after.
+    setTimeout(() => process.exit(code), 2000).unref();
   },
   (error: unknown) => {
     process.stderr.write(`parley: ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`);

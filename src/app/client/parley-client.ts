@@ -137,6 +137,8 @@ export class ParleyClient extends EventEmitter<ClientEvents> {
     try {
       await registration.ready;
     } catch (error) {
+      // The registration would retry with backoff: end it, and its timers, before the sockets.
+      await dum.close().catch(() => undefined);
       await stack.stop();
       throw asClientError(error, 'registration');
     }

@@ -274,7 +274,9 @@ export class ClientRegistration extends EventEmitter<ClientRegistrationEvents> i
       params['reg-id'] = String(this.options.outbound.regId);
     }
     if (this.options.contact === undefined) return this.dum.contact(params);
-    return `<${this.options.contact}>${formatParams(params)}`;
+    // A Contact URI, written bare or in angle brackets.
+    const uri = this.options.contact.trim().replace(/^<(.*)>$/, '$1');
+    return `<${uri}>${formatParams(params)}`;
   }
 
   /** Our binding among those the registrar listed: same instance and reg-id, or the same URI (§19.1.4). */

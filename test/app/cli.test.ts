@@ -1,0 +1,803 @@
+// The Parley server and its clients as a user runs them (docs/server.md, "Command line" and
+// "Delivery"): `parley user`, `parley server`, `parley send`, `parley listen` and `parley client`
+// as real child processes (the TypeScript sources through tsx) on loopback, each with its own
+// temporary data directory and PARLEY_HOME. The last suite is the promise the whole network is
+// built on: a server killed with SIGKILL in the middle of a stream of messages, restarted on the
+// same data directory and ports, still delivers every message it answered 202 to, exactly once
+// and in order.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer, connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { expect } from 'chai';
+import { ParleyClient } from '../../src/index.js';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const main = join(root, 'src', 'cli', 'main.ts');
+
+// ---------------------------------------------------------------------------------------------
+// Child processes
+
+/** Every child ever started, so that after hooks can make sure none outlives its suite. */
+const children = new Set<ChildProcess>();
+/** Every temporary directory, removed at the very end. */
+const temporaries: string[] = [];
+
+function tempDir(label: string): string {
+  const dir = mkdtempSync(join(tmpdir(), `parley-${label}-`));
+  temporaries.push(dir);
+  return dir;
+}
+
+function killAll(): void {
+  for (const child of children) {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }
+}
+
+after(() => {
+  killAll();
+  for (const dir of temporaries) rmSync(dir, { recursive: true, force: true });
+});
+
+type Env = Record<string, string | undefined>;
+
+interface Proc {
+  child: ChildProcess;
+  /** Complete stdout lines so far (a line still being written is not included). */
+  out(): string[];
+  /** Complete stderr lines so far. */
+  err(): string[];
+  /** Everything written so far to stdout and to stderr. */
+  raw(): { stdout: string; stderr: string };
+  /** Both streams, for failure messages. */
+  transcript(): string;
+  /** Resolves with the exit code (null when killed by a signal), after the streams closed. */
+  exited: Promise<number | null>;
+  done(): boolean;
+  /** Polls `condition`; fails naming `what` (with the transcript) after `ms`, or when the process exits first. */
+  waitFor(condition: () => boolean, what: string, ms?: number): Promise<void>;
+  /** Sends `signal` and waits for the exit; SIGKILL after `ms` if it does not go. */
+  stop(signal?: NodeJS.Signals, ms?: number): Promise<number | null>;
+}
+
+const defaultHome = tempDir('home');
+
+function environment(env: Env): NodeJS.ProcessEnv {
+  const result: NodeJS.ProcessEnv = { ...process.env, PARLEY_HOME: defaultHome };
+  delete result.PARLEY_PASSWORD;
+  for (const [key, value] of Object.entries(env)) {
+    if (value === undefined) delete result[key];
+    else result[key] = value;
+  }
+  return result;
+}
+
+function completeLines(text: string): string[] {
+  const lines = text.split('\n');
+  lines.pop(); // after the last '\n': empty, or a line not yet finished
+  return lines.map((line) => line.replace(/\r$/, '')).filter((line) => line.length > 0);
+}
+
+function start(args: string[], env: Env = {}, stdin: 'ignore' | 'pipe' = 'ignore'): Proc {
+  const child = spawn(process.execPath, ['--import', 'tsx', main, ...args], {
+    cwd: root,
+    env: environment(env),
+    stdio: [stdin, 'pipe', 'pipe'],
+  });
+  children.add(child);
+  let stdout = '';
+  let stderr = '';
+  let finished = false;
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const exited = new Promise<number | null>((resolve) => {
+    child.once('close', (code) => {
+      finished = true;
+      children.delete(child);
+      resolve(code);
+    });
+    child.once('error', () => {
+      finished = true;
+      children.delete(child);
+      resolve(null);
+    });
+  });
+  const transcript = (): string => `$ parley ${args.join(' ')}\n--- stdout ---\n${stdout}--- stderr ---\n${stderr}`;
+  const proc: Proc = {
+    child,
+    out: () => completeLines(stdout),
+    err: () => completeLines(stderr),
+    raw: () => ({ stdout, stderr }),
+    transcript,
+    exited,
+    done: () => finished,
+    async waitFor(condition, what, ms = 30_000) {
+      const deadline = Date.now() + ms;
+      while (!condition()) {
+        if (finished) {
+          await sleep(50); // let the last output in
+          if (condition()) return;
+          throw new Error(`the process exited (${String(child.exitCode ?? child.signalCode)}) before ${what}\n${tail(transcript())}`);
+        }
+        if (Date.now() > deadline) throw new Error(`gave up after ${ms} ms waiting for ${what}\n${tail(transcript())}`);
+        await sleep(20);
+      }
+    },
+    async stop(signal = 'SIGTERM', ms = 15_000) {
+      if (finished) return exited;
+      child.kill(signal);
+      const timer = setTimeout(() => child.kill('SIGKILL'), ms);
+      try {
+        return await exited;
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  };
+  return proc;
+}
+
+interface Run {
+  code: number | null;
+  stdout: string[];
+  stderr: string[];
+  transcript: string;
+}
+
+/** Runs `parley ARGS` to its end (SIGKILL after `ms`). */
+async function parley(args: string[], env: Env = {}, ms = 40_000): Promise<Run> {
+  const t0 = Date.now();
+  const proc = start(args, env);
+  void proc.exited.then(() => console.log(`   [${Date.now() - t0} ms] parley ${args.join(' ').slice(0, 90)}`));
+  const timer = setTimeout(() => proc.child.kill('SIGKILL'), ms);
+  const code = await proc.exited;
+  clearTimeout(timer);
+  // After 'close' both streams have ended: a final line without '\n' counts too.
+  const { stdout, stderr } = proc.raw();
+  const lines = (text: string): string[] => text.split('\n').map((l) => l.replace(/\r$/, '')).filter((l) => l.length > 0);
+  return { code, stdout: lines(stdout), stderr: lines(stderr), transcript: proc.transcript() };
+}
+
+/** The end of a long transcript (a crash test's listen prints hundreds of lines). */
+function tail(text: string, chars = 6000): string {
+  return text.length <= chars ? text : `…${text.slice(-chars)}`;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Whether `promise` settled within `ms`. */
+async function settles(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const cap = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([promise.then(() => true, () => true), cap]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A port free for both UDP and TCP on 127.0.0.1 (bound on 0, then released). */
+async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const tcp = createServer();
+    const port = await new Promise<number>((resolve, reject) => {
+      tcp.once('error', reject);
+      tcp.listen(0, '127.0.0.1', () => resolve((tcp.address() as { port: number }).port));
+    });
+    const udp = createSocket('udp4');
+    const udpFree = await new Promise<boolean>((resolve) => {
+      udp.once('error', () => resolve(false));
+      udp.bind(port, '127.0.0.1', () => resolve(true));
+    });
+    await new Promise<void>((resolve) => tcp.close(() => resolve()));
+    await new Promise<void>((resolve) => {
+      try {
+        udp.close(() => resolve());
+      } catch {
+        resolve();
+      }
+    });
+    if (udpFree) return port;
+  }
+  throw new Error('no port free for both UDP and TCP');
+}
+
+function tcpAccepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server and the clients
+
+interface Server {
+  proc: Proc;
+  udp: number;
+  tcp: number;
+  /** The client flag value for its TCP transport. */
+  uri: string;
+  lines: string[];
+}
+
+async function startServer(data: string, listen: string[], extra: string[] = []): Promise<Server> {
+  const proc = start(['server', '--data', data, ...listen.flatMap((address) => ['--listen', address]), '--domain', 'localhost', ...extra]);
+  await proc.waitFor(() => proc.out().includes('ready'), 'the server to print "ready"', 40_000);
+  const lines = proc.out();
+  const port = (proto: string): number => {
+    const line = lines.find((l) => l.startsWith(`listening ${proto}:127.0.0.1:`));
+    if (line === undefined) throw new Error(`no "listening ${proto}:127.0.0.1:PORT" line\n${proc.transcript()}`);
+    return Number(line.slice(`listening ${proto}:127.0.0.1:`.length));
+  };
+  const tcp = port('tcp');
+  const udp = listen.some((l) => l.startsWith('udp:')) ? port('udp') : 0;
+  return { proc, udp, tcp, uri: `sip:127.0.0.1:${tcp};transport=tcp`, lines };
+}
+
+interface JsonMessage {
+  from: string;
+  to: string;
+  messageId: string;
+  time: string;
+  contentType: string;
+  text: string;
+}
+
+/** The `parley listen --json` stdout lines, parsed (a line that is not JSON fails with the transcript). */
+function jsonMessages(proc: Proc): JsonMessage[] {
+  return proc.out().map((line) => {
+    try {
+      return JSON.parse(line) as JsonMessage;
+    } catch {
+      throw new Error(`parley listen --json printed a line that is not JSON: ${JSON.stringify(line)}\n${proc.transcript()}`);
+    }
+  });
+}
+
+function clientFlags(server: Server, user: string, password = 'pw'): string[] {
+  return ['--server', server.uri, '--user', user, '--password', password];
+}
+
+/** `parley listen --json` for `user`, once it said `registered as USER` on stderr. */
+async function listen(server: Server, user: string, home: string, extra: string[] = []): Promise<Proc> {
+  const proc = start(['listen', '--json', ...clientFlags(server, user), ...extra], { PARLEY_HOME: home });
+  const t0 = Date.now();
+  void proc.exited.then(() => console.log(`   [listen ${user} lived ${Date.now() - t0} ms]`));
+  await proc.waitFor(() => proc.err().some((line) => line.includes(`registered as ${user}`)), `"registered as ${user}" on stderr`, 40_000);
+  console.log(`   [listen ${user} registered after ${Date.now() - t0} ms]`);
+  return proc;
+}
+
+async function addUsers(data: string, ...users: string[]): Promise<void> {
+  for (const user of users) {
+    const run = await parley(['user', 'add', user, '--password', 'pw', '--data', data]);
+    expect(run.code, run.transcript).to.equal(0);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe('parley user add|remove|list|passwd', function () {
+  this.timeout(120_000);
+  let data: string;
+
+  before(() => {
+    data = tempDir('users');
+  });
+
+  afterEach(killAll);
+
+  it('add prints "added USER", exit 0; adding it again fails with exit 1', async () => {
+    const added = await parley(['user', 'add', 'alice@localhost', '--password', 'pw', '--data', data]);
+    expect(added.stdout, added.transcript).to.deep.equal(['added alice@localhost']);
+    expect(added.code, added.transcript).to.equal(0);
+    expect(existsSync(join(data, 'parley.db')), 'DIR/parley.db').to.equal(true);
+
+    const again = await parley(['user', 'add', 'alice@localhost', '--password', 'other', '--data', data]);
+    expect(again.code, again.transcript).to.equal(1);
+    expect(again.stdout, again.transcript).to.deep.equal([]);
+    expect(again.stderr.length, again.transcript).to.be.at.least(1);
+  });
+
+  it('list prints one user@domain per line, sorted; sip: may be put in front; domains are case-insensitive', async () => {
+    const empty = await parley(['user', 'list', '--data', tempDir('empty')]);
+    expect(empty.code, empty.transcript).to.equal(0);
+    expect(empty.stdout, empty.transcript).to.deep.equal([]);
+
+    await addUsers(data, 'carol@localhost', 'bob@example.com');
+    const sip = await parley(['user', 'add', 'sip:dave@localhost', '--data', data], { PARLEY_PASSWORD: 'pw' });
+    expect(sip.code, sip.transcript).to.equal(0);
+    expect(sip.stdout, sip.transcript).to.have.length(1);
+    expect(sip.stdout[0], sip.transcript).to.match(/^added (sip:)?dave@localhost$/);
+
+    const upper = await parley(['user', 'add', 'carol@LocalHost', '--password', 'pw', '--data', data]);
+    expect(upper.code, `carol@LocalHost is carol@localhost, which exists\n${upper.transcript}`).to.equal(1);
+
+    const list = await parley(['user', 'list', '--data', data]);
+    expect(list.code, list.transcript).to.equal(0);
+    expect(list.stdout, list.transcript).to.deep.equal(['alice@localhost', 'bob@example.com', 'carol@localhost', 'dave@localhost']);
+  });
+
+  it('passwd (password from PARLEY_PASSWORD) prints "password changed for USER"; unknown user → exit 1', async () => {
+    const changed = await parley(['user', 'passwd', 'alice@localhost', '--data', data], { PARLEY_PASSWORD: 'new' });
+    expect(changed.stdout, changed.transcript).to.deep.equal(['password changed for alice@localhost']);
+    expect(changed.code, changed.transcript).to.equal(0);
+
+    const unknown = await parley(['user', 'passwd', 'nobody@localhost', '--data', data], { PARLEY_PASSWORD: 'new' });
+    expect(unknown.code, unknown.transcript).to.equal(1);
+    expect(unknown.stdout, unknown.transcript).to.deep.equal([]);
+    expect(unknown.stderr.length, unknown.transcript).to.be.at.least(1);
+  });
+
+  it('remove prints "removed USER"; removing an unknown user → exit 1', async () => {
+    const removed = await parley(['user', 'remove', 'alice@localhost', '--data', data]);
+    expect(removed.stdout, removed.transcript).to.deep.equal(['removed alice@localhost']);
+    expect(removed.code, removed.transcript).to.equal(0);
+
+    const again = await parley(['user', 'remove', 'alice@localhost', '--data', data]);
+    expect(again.code, again.transcript).to.equal(1);
+    expect(again.stdout, again.transcript).to.deep.equal([]);
+    expect(again.stderr.length, again.transcript).to.be.at.least(1);
+
+    const list = await parley(['user', 'list', '--data', data]);
+    expect(list.stdout, list.transcript).to.not.include('alice@localhost');
+  });
+
+  it('a missing argument or an unknown subcommand is bad usage: exit 2, nothing on stdout', async () => {
+    const runs = await Promise.all([
+      parley(['user', 'add', '--password', 'pw', '--data', data]),
+      parley(['user', 'remove', '--data', data]),
+      parley(['user', 'passwd', '--data', data], { PARLEY_PASSWORD: 'pw' }),
+      parley(['user', 'frobnicate', 'alice@localhost', '--data', data]),
+    ]);
+    expect(runs.map((r) => r.code), runs.map((r) => r.transcript).join('\n')).to.deep.equal([2, 2, 2, 2]);
+    for (const run of runs) {
+      expect(run.stdout, run.transcript).to.deep.equal([]);
+      expect(run.stderr.length, run.transcript).to.be.at.least(1);
+    }
+  });
+});
+
+describe('parley server', function () {
+  this.timeout(90_000);
+
+  afterEach(killAll);
+
+  it('prints its transports (real ports), domains, data directory, the no-users hint, then ready; SIGTERM → exit 0', async () => {
+    const data = join(tempDir('server'), 'not-yet'); // created when missing
+    const server = await startServer(data, ['udp:127.0.0.1:0', 'tcp:127.0.0.1:0']);
+    expect(server.lines, server.proc.transcript()).to.have.length(6);
+    expect(server.lines[0], server.proc.transcript()).to.match(/^listening udp:127\.0\.0\.1:\d+$/);
+    expect(server.lines[1], server.proc.transcript()).to.match(/^listening tcp:127\.0\.0\.1:\d+$/);
+    expect(server.udp, 'the UDP port, not 0').to.be.above(0);
+    expect(server.tcp, 'the TCP port, not 0').to.be.above(0);
+    expect(server.lines.slice(2), server.proc.transcript()).to.deep.equal([
+      'domains: localhost',
+      `data: ${data}`,
+      `no users yet: add one with "parley user add alice@localhost --data ${data}"`,
+      'ready',
+    ]);
+    expect(existsSync(join(data, 'parley.db')), 'DIR/parley.db').to.equal(true);
+    expect(await tcpAccepts(server.tcp), 'a TCP connection to the printed port').to.equal(true);
+
+    const code = await server.proc.stop('SIGTERM');
+    expect(code, server.proc.transcript()).to.equal(0);
+    expect(await tcpAccepts(server.tcp), 'the TCP port after the exit').to.equal(false);
+  });
+
+  it('several --domain flags are listed; with an account there is no hint; SIGINT → exit 0', async () => {
+    const data = tempDir('server2');
+    await addUsers(data, 'alice@localhost');
+    const server = await startServer(data, ['tcp:127.0.0.1:0'], ['--domain', 'example.test']);
+    expect(server.lines, server.proc.transcript()).to.have.length(4);
+    expect(server.lines[0], server.proc.transcript()).to.match(/^listening tcp:127\.0\.0\.1:\d+$/);
+    expect(server.lines.slice(1), server.proc.transcript()).to.deep.equal(['domains: localhost, example.test', `data: ${data}`, 'ready']);
+    const code = await server.proc.stop('SIGINT');
+    expect(code, server.proc.transcript()).to.equal(0);
+  });
+});
+
+describe('parley send and parley listen', function () {
+  this.timeout(120_000);
+  let data: string;
+  let server: Server;
+  let aliceHome: string;
+  let bobHome: string;
+  const started = Date.now();
+
+  before(async function () {
+    this.timeout(120_000);
+    data = tempDir('send');
+    aliceHome = tempDir('alice');
+    bobHome = tempDir('bob');
+    await addUsers(data, 'alice@localhost', 'bob@localhost', 'carol@localhost');
+    server = await startServer(data, ['udp:127.0.0.1:0', 'tcp:127.0.0.1:0']);
+    expect(server.lines.join('\n'), 'users exist: no hint').to.not.include('no users yet');
+  });
+
+  after(async () => {
+    await server?.proc.stop('SIGTERM');
+  });
+
+  afterEach(() => {
+    // Everything but the server.
+    for (const child of children) if (child !== server?.proc.child) child.kill('SIGKILL');
+  });
+
+  function send(to: string, text: string, extra: string[] = [], user = 'alice@localhost', password = 'pw'): Promise<Run> {
+    return parley(['send', ...clientFlags(server, user, password), '--to', to, '--text', text, ...extra], { PARLEY_HOME: aliceHome });
+  }
+
+  it('three messages to an offline user are accepted, then `listen --json` prints exactly those three, in order', async () => {
+    const ids: string[] = [];
+    for (const n of [1, 2, 3]) {
+      const run = await send('bob@localhost', `hi ${n}`);
+      expect(run.code, run.transcript).to.equal(0);
+      expect(run.stdout, run.transcript).to.have.length(1);
+      expect(run.stdout[0], run.transcript).to.match(/^accepted \S+$/);
+      ids.push(run.stdout[0]!.slice('accepted '.length));
+    }
+    expect(new Set(ids).size, 'three distinct message ids').to.equal(3);
+
+    const bob = await listen(server, 'bob@localhost', bobHome);
+    await bob.waitFor(() => bob.out().length >= 3, 'three messages', 30_000);
+    await sleep(1500); // and no more
+    const messages = jsonMessages(bob);
+    expect(messages, bob.transcript()).to.have.length(3);
+    messages.forEach((message, i) => {
+      expect(Object.keys(message).sort(), bob.transcript()).to.deep.equal(['contentType', 'from', 'messageId', 'text', 'time', 'to']);
+      expect(message.from).to.equal('alice@localhost');
+      expect(message.to).to.equal('bob@localhost');
+      expect(message.messageId, 'the id `parley send` printed').to.equal(ids[i]);
+      expect(message.contentType).to.equal('text/plain;charset=utf-8');
+      expect(message.text).to.equal(`hi ${i + 1}`);
+      expect(message.time).to.match(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+      const time = Date.parse(message.time);
+      expect(time, 'stored during this test').to.be.within(started - 1000, Date.now() + 1000);
+    });
+    const code = await bob.stop('SIGTERM');
+    expect(code, bob.transcript()).to.equal(0);
+  });
+
+  it('send --wait-delivery while the recipient listens: "accepted ID" then "delivered ID", exit 0', async () => {
+    const bob = await listen(server, 'bob@localhost', bobHome);
+    await sleep(500); // anything left over would show up now
+    const before = bob.out().length;
+    const run = await send('bob@localhost', 'are you there', ['--wait-delivery', '10']);
+    expect(run.code, run.transcript).to.equal(0);
+    expect(run.stdout, run.transcript).to.have.length(2);
+    expect(run.stdout[0], run.transcript).to.match(/^accepted \S+$/);
+    const id = run.stdout[0]!.slice('accepted '.length);
+    expect(run.stdout[1], run.transcript).to.equal(`delivered ${id}`);
+    await bob.waitFor(() => bob.out().length > before, 'the message at bob', 10_000);
+    const messages = jsonMessages(bob).slice(before);
+    expect(messages.map((m) => [m.text, m.messageId]), bob.transcript()).to.deep.equal([['are you there', id]]);
+    expect(await bob.stop('SIGTERM'), bob.transcript()).to.equal(0);
+  });
+
+  it('listen without --json prints "[YYYY-MM-DD HH:MM:SS] FROM: TEXT"', async () => {
+    const carolHome = tempDir('carol');
+    const sent = await send('carol@localhost', 'plain text please');
+    expect(sent.code, sent.transcript).to.equal(0);
+    const carol = start(['listen', ...clientFlags(server, 'carol@localhost')], { PARLEY_HOME: carolHome, TZ: 'UTC' });
+    await carol.waitFor(() => carol.out().length >= 1, 'the message', 40_000);
+    expect(carol.out()[0], carol.transcript()).to.match(/^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] alice@localhost: plain text please$/);
+    expect(carol.err().some((line) => line.includes('registered as carol@localhost')), carol.transcript()).to.equal(true);
+    expect(await carol.stop('SIGINT'), carol.transcript()).to.equal(0);
+  });
+
+  it('to an unknown user or a domain not served: exit 1, a stderr line with 404, nothing on stdout', async () => {
+    const [user, domain] = await Promise.all([send('nobody@localhost', 'hello?'), send('bob@elsewhere.test', 'hello?')]);
+    for (const run of [user, domain]) {
+      expect(run.code, run.transcript).to.equal(1);
+      expect(run.stdout, run.transcript).to.deep.equal([]);
+      expect(run.stderr.some((line) => line.includes('404')), run.transcript).to.equal(true);
+    }
+    expect(user.stderr.some((line) => /^parley send: 404 /.test(line)), `"parley send: 404 Not Found"\n${user.transcript}`).to.equal(true);
+  });
+
+  it('a wrong password: send and listen exit 1 with a line naming the authentication failure', async () => {
+    const [sent, listened] = await Promise.all([
+      send('bob@localhost', 'let me in', [], 'alice@localhost', 'wrong'),
+      parley(['listen', '--json', ...clientFlags(server, 'bob@localhost', 'wrong')], { PARLEY_HOME: tempDir('wrong') }),
+    ]);
+    for (const run of [sent, listened]) {
+      expect(run.code, run.transcript).to.equal(1);
+      expect(run.stdout, run.transcript).to.deep.equal([]);
+      expect(run.stderr.some((line) => /auth|401|403|password|credential/i.test(line)), run.transcript).to.equal(true);
+    }
+  });
+
+  it('bad usage (no --to, no --text, an unknown flag): exit 2', async () => {
+    const runs = await Promise.all([
+      parley(['send', ...clientFlags(server, 'alice@localhost'), '--text', 'hi'], { PARLEY_HOME: aliceHome }),
+      parley(['send', ...clientFlags(server, 'alice@localhost'), '--to', 'bob@localhost'], { PARLEY_HOME: aliceHome }),
+      parley(['listen', ...clientFlags(server, 'bob@localhost'), '--bogus'], { PARLEY_HOME: bobHome }),
+    ]);
+    expect(runs.map((r) => r.code), runs.map((r) => r.transcript).join('\n')).to.deep.equal([2, 2, 2]);
+    for (const run of runs) expect(run.stdout, run.transcript).to.deep.equal([]);
+  });
+
+  it('over UDP too: send to the udp transport is accepted', async () => {
+    const run = await parley(['send', '--server', `sip:127.0.0.1:${server.udp}`, '--user', 'alice@localhost', '--password', 'pw', '--to', 'carol@localhost', '--text', 'by udp'], {
+      PARLEY_HOME: aliceHome,
+    });
+    expect(run.code, run.transcript).to.equal(0);
+    expect(run.stdout, run.transcript).to.have.length(1);
+    expect(run.stdout[0], run.transcript).to.match(/^accepted \S+$/);
+  });
+
+  it('user commands work while the server runs: passwd takes effect; remove drops the stored messages', async () => {
+    const changed = await parley(['user', 'passwd', 'carol@localhost', '--data', data], { PARLEY_PASSWORD: 'carol2' });
+    expect(changed.code, changed.transcript).to.equal(0);
+    const [oldPassword, newPassword] = await Promise.all([
+      send('alice@localhost', 'old', [], 'carol@localhost', 'pw'),
+      send('alice@localhost', 'new', [], 'carol@localhost', 'carol2'),
+    ]);
+    expect(oldPassword.code, oldPassword.transcript).to.equal(1);
+    expect(newPassword.code, newPassword.transcript).to.equal(0);
+
+    // A message waits for dave; dave is removed (messages and all), then added again.
+    await addUsers(data, 'dave@localhost');
+    const waiting = await send('dave@localhost', 'you will never see this');
+    expect(waiting.code, waiting.transcript).to.equal(0);
+    const removed = await parley(['user', 'remove', 'dave@localhost', '--data', data]);
+    expect(removed.stdout, removed.transcript).to.deep.equal(['removed dave@localhost']);
+    const gone = await send('dave@localhost', 'still there?');
+    expect(gone.code, `a removed user is unknown at once\n${gone.transcript}`).to.equal(1);
+    expect(gone.stderr.some((line) => line.includes('404')), gone.transcript).to.equal(true);
+    await addUsers(data, 'dave@localhost');
+    const dave = await listen(server, 'dave@localhost', tempDir('dave'));
+    await sleep(2000);
+    expect(dave.out(), `the new dave gets nothing of the old one\n${dave.transcript()}`).to.deep.equal([]);
+    await dave.stop('SIGTERM');
+  });
+
+  it('parley client: /msg sends (sent, accepted, delivered marks), plain lines follow the conversation, incoming printed, /quit → exit 0', async () => {
+    const bob = await listen(server, 'bob@localhost', bobHome);
+    await sleep(500);
+    const before = bob.out().length;
+    const alice = start(['client', ...clientFlags(server, 'alice@localhost')], { PARLEY_HOME: tempDir('alice-client') }, 'pipe');
+    const all = (): string => `${alice.raw().stdout}\n${alice.raw().stderr}`;
+    // It registers; connection status changes are printed. Give it time to start.
+    await alice.waitFor(() => /regist|connect|online/i.test(all()), 'the client to say it is registered', 40_000);
+    alice.child.stdin!.write('/msg bob@localhost hello bob\n');
+    await bob.waitFor(() => jsonMessages(bob).slice(before).some((m) => m.text === 'hello bob'), 'bob to get "hello bob"', 20_000);
+    await alice.waitFor(() => all().includes('✓ accepted'), '"✓ accepted"', 20_000);
+    await alice.waitFor(() => all().includes('✓✓ delivered'), '"✓✓ delivered"', 20_000);
+    expect(all(), alice.transcript()).to.include('→ sent');
+
+    alice.child.stdin!.write('second line\n');
+    await bob.waitFor(() => jsonMessages(bob).slice(before).some((m) => m.text === 'second line'), 'bob to get "second line"', 20_000);
+
+    const reply = await parley(['send', ...clientFlags(server, 'bob@localhost'), '--to', 'alice@localhost', '--text', 'hi alice'], { PARLEY_HOME: tempDir('bob-send') });
+    expect(reply.code, reply.transcript).to.equal(0);
+    await alice.waitFor(() => alice.out().some((line) => /\[\d\d:\d\d:\d\d\] bob@localhost: hi alice$/.test(line)), '"[HH:MM:SS] bob@localhost: hi alice"', 20_000);
+
+    alice.child.stdin!.write('/quit\n');
+    const timer = setTimeout(() => alice.child.kill('SIGKILL'), 15_000);
+    const code = await alice.exited;
+    clearTimeout(timer);
+    expect(code, alice.transcript()).to.equal(0);
+
+    // bob's listen printed the two messages and nothing for alice's delivery notification to him.
+    await sleep(1000);
+    expect(jsonMessages(bob).slice(before).map((m) => m.text), bob.transcript()).to.deep.equal(['hello bob', 'second line']);
+    await bob.stop('SIGTERM');
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// kill -9
+
+describe('parley server: kill -9 in the middle of a stream loses no accepted message and duplicates none', function () {
+  this.timeout(300_000);
+  let data: string;
+  let aliceHome: string;
+  let bobHome: string;
+  let port: number;
+  let server: Server | undefined;
+  /** Every listen process of bob in this suite. */
+  const listens: Proc[] = [];
+
+  before(async function () {
+    this.timeout(120_000);
+    data = tempDir('crash');
+    aliceHome = tempDir('crash-alice');
+    bobHome = tempDir('crash-bob');
+    await addUsers(data, 'alice@localhost', 'bob@localhost');
+    port = await freePort();
+  });
+
+  /** alice's clients of the rounds, closing (each waits for the send that was in flight at its kill). */
+  const closing: Promise<unknown>[] = [];
+
+  after(async function () {
+    this.timeout(60_000);
+    await server?.proc.stop('SIGTERM');
+    killAll();
+    await settles(Promise.allSettled(closing), 45_000);
+  });
+
+  async function up(): Promise<Server> {
+    server = await startServer(data, [`udp:127.0.0.1:${port}`, `tcp:127.0.0.1:${port}`]);
+    expect(server.udp).to.equal(port);
+    expect(server.tcp).to.equal(port);
+    expect(server.lines.join('\n'), server.proc.transcript()).to.not.include('no users yet');
+    return server;
+  }
+
+  async function bobListens(): Promise<Proc> {
+    const proc = await listen(server!, 'bob@localhost', bobHome);
+    listens.push(proc);
+    return proc;
+  }
+
+  function printedBy(proc: Proc, label: string): number[] {
+    return jsonMessages(proc)
+      .filter((m) => m.text.startsWith(`${label} `))
+      .map((m) => Number(m.text.slice(label.length + 1)));
+  }
+
+  interface Round {
+    /** number → Message-ID, for every send answered 2xx. */
+    accepted: Map<number, string>;
+    /** Numbers sent (answered or not). */
+    issued: number[];
+    /** Failures before the kill (a healthy server refuses nothing from one sequential sender). */
+    failures: string[];
+    /** Where the kill happened, for failure messages. */
+    note: string;
+  }
+
+  /**
+   * alice sends `LABEL n`, n = first, first+1, … one at a time through a ParleyClient; the server
+   * gets SIGKILL `delayMs` after the `afterAccepted`-th 202; then the server is restarted.
+   */
+  async function streamAndKill(label: string, first: number, afterAccepted: number, delayMs: number): Promise<Round> {
+    const round: Round = { accepted: new Map(), issued: [], failures: [], note: `kill ${delayMs} ms after the ${afterAccepted}th 202` };
+    const client = await ParleyClient.connect({ server: server!.uri, user: 'alice@localhost', password: 'pw', stateDir: aliceHome });
+    let dead = false;
+    let trigger!: () => void;
+    const killTime = new Promise<void>((resolve) => (trigger = resolve));
+    const loop = (async () => {
+      for (let n = first; !dead; n++) {
+        round.issued.push(n);
+        try {
+          const result = await client.send('bob@localhost', `${label} ${n}`);
+          if (result.status >= 200 && result.status < 300) {
+            round.accepted.set(n, result.messageId);
+            if (round.accepted.size === afterAccepted) setTimeout(trigger, delayMs);
+          } else if (!dead) round.failures.push(`${n}: ${result.status} ${result.reason}`);
+        } catch (error) {
+          if (!dead) round.failures.push(`${n}: ${error instanceof Error ? error.message : String(error)}`);
+          if (!dead && round.failures.length >= 5) break;
+        }
+      }
+    })();
+    const fallback = setTimeout(trigger, 60_000);
+    await Promise.race([killTime, loop]);
+    clearTimeout(fallback);
+    dead = true;
+    const victim = server!;
+    victim.proc.child.kill('SIGKILL');
+    await victim.proc.exited;
+    server = undefined;
+    // The send in flight may take a while to fail (a transaction timeout) and close() waits for
+    // it: neither is waited for here. `round.accepted` stays live: should that send still be
+    // answered 2xx, it counts like any other.
+    await settles(loop, 500);
+    closing.push(client.close({ unregister: false }).then(() => loop));
+    expect(round.failures, `sends refused before the kill (${round.note})`).to.deep.equal([]);
+    expect(round.accepted.size, `202s before the kill (${round.note})`).to.be.at.least(afterAccepted);
+    await up();
+    return round;
+  }
+
+  /** Every accepted number among `got`, exactly once; `got` strictly increasing; nothing never sent. */
+  function check(got: number[], rounds: Round[], transcript: string): void {
+    const accepted = new Map<number, string>();
+    const issued = new Set<number>();
+    for (const round of rounds) {
+      for (const [n, id] of round.accepted) accepted.set(n, id);
+      for (const n of round.issued) issued.add(n);
+    }
+    const notes = rounds.map((r) => `${r.note}: ${r.accepted.size} accepted of ${r.issued.length} sent`).join('; ');
+    const duplicates = got.filter((n, i) => got.indexOf(n) !== i);
+    expect(duplicates, `delivered twice (${notes})\n${tail(transcript)}`).to.deep.equal([]);
+    const outOfOrder = got.filter((n, i) => i > 0 && n <= got[i - 1]!);
+    expect(outOfOrder, `out of send order (${notes})\n${tail(transcript)}`).to.deep.equal([]);
+    const missing = [...accepted.keys()].filter((n) => !got.includes(n));
+    expect(missing, `answered 202 but never delivered (${notes})\n${tail(transcript)}`).to.deep.equal([]);
+    expect(got.filter((n) => !issued.has(n)), 'delivered but never sent').to.deep.equal([]);
+  }
+
+  function checkMessageIds(proc: Proc, label: string, rounds: Round[]): void {
+    const ids = new Map<number, string>();
+    for (const round of rounds) for (const [n, id] of round.accepted) ids.set(n, id);
+    for (const message of jsonMessages(proc)) {
+      if (!message.text.startsWith(`${label} `)) continue;
+      const n = Number(message.text.slice(label.length + 1));
+      const id = ids.get(n);
+      if (id !== undefined) expect(message.messageId, `the Message-ID of "${message.text}"`).to.equal(id);
+      expect(message.from).to.equal('alice@localhost');
+      expect(message.to).to.equal('bob@localhost');
+    }
+  }
+
+  it('bob offline: two kills at different points, restart on the same data and ports, then bob gets every 202 once, in order', async () => {
+    await up();
+    // bob's device registers once and goes away: the server knows it, with nothing acknowledged.
+    const once = await bobListens();
+    expect(await once.stop('SIGTERM'), once.transcript()).to.equal(0);
+
+    // Kill 1: just after a 202 (the next MESSAGE on its way or being committed).
+    const a = await streamAndKill('crash', 1, 15, Math.floor(Math.random() * 4));
+    // Kill 2: at a wall-clock point well into the stream.
+    const b = await streamAndKill('crash', Math.max(...a.issued) + 1, 1, 300 + Math.floor(Math.random() * 700));
+
+    const bob = await bobListens();
+    const wanted = [...a.accepted.keys(), ...b.accepted.keys()];
+    await bob.waitFor(() => {
+      const got = new Set(printedBy(bob, 'crash'));
+      return wanted.every((n) => got.has(n));
+    }, `all ${wanted.length} accepted messages at bob`, 60_000);
+    await sleep(2000); // duplicates would show up now
+    check(printedBy(bob, 'crash'), [a, b], bob.transcript());
+    checkMessageIds(bob, 'crash', [a, b]);
+    expect(await bob.stop('SIGTERM'), bob.transcript()).to.equal(0);
+
+    // A third kill right after the restart's first 202s, nobody listening, then a fresh listen:
+    // nothing of the above again, and everything new.
+    const c = await streamAndKill('crash', Math.max(...b.issued) + 1, 5, Math.floor(Math.random() * 10));
+    const again = await bobListens();
+    await again.waitFor(() => {
+      const got = new Set(printedBy(again, 'crash'));
+      return [...c.accepted.keys()].every((n) => got.has(n));
+    }, `all ${c.accepted.size} accepted messages of the third round at bob`, 60_000);
+    await sleep(2000);
+    const all = listens.flatMap((proc) => printedBy(proc, 'crash'));
+    check(all, [a, b, c], listens.map((proc) => proc.transcript()).join('\n'));
+    checkMessageIds(again, 'crash', [c]);
+    await again.stop('SIGTERM');
+  });
+
+  it('bob online: two kills while messages are being delivered; his listen reconnects by itself and prints every 202 once, in order', async () => {
+    if (server === undefined) await up();
+    const bob = await bobListens();
+    await sleep(1000); // anything left from before arrives now (and is not of this test's label)
+    const arrived = (rounds: Round[]) => (): boolean => {
+      const got = new Set(printedBy(bob, 'online'));
+      return rounds.every((round) => [...round.accepted.keys()].every((n) => got.has(n)));
+    };
+    // Kill 1 at a wall-clock point in the stream. The listen process loses its flow and must
+    // register again on the restarted server by itself (outbound flow recovery may back off).
+    const first = await streamAndKill('online', 1, 1, 400 + Math.floor(Math.random() * 600));
+    await bob.waitFor(arrived([first]), `all ${first.accepted.size} accepted messages at bob's listen, after it reconnected`, 150_000);
+    // Kill 2 right after a 202, bob still online: acknowledgements that had not reached the disk
+    // are delivered again, and his client drops them as seen.
+    const second = await streamAndKill('online', Math.max(...first.issued) + 1, 20, Math.floor(Math.random() * 5));
+    await bob.waitFor(arrived([first, second]), `all ${second.accepted.size} accepted messages of the second kill`, 150_000);
+    await sleep(2000); // duplicates would show up now
+    check(printedBy(bob, 'online'), [first, second], bob.transcript());
+    checkMessageIds(bob, 'online', [first, second]);
+    expect(await bob.stop('SIGTERM'), bob.transcript()).to.equal(0);
+
+    // A new listen process on the same state directory prints nothing it printed before.
+    const later = await bobListens();
+    await sleep(2500);
+    check([...printedBy(bob, 'online'), ...printedBy(later, 'online')], [first, second], `${bob.transcript()}\n${later.transcript()}`);
+    await later.stop('SIGTERM');
+  });
+});
