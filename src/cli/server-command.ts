@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import { ConfigError, readConfigFile, resolveConfig, type ServerConfig } from '../app/server/server-config.js';
 import { ParleyServer } from '../app/server/parley-server.js';
 import { displayAor } from '../app/store/aor.js';
@@ -85,5 +84,3 @@ export async function serverCommand(args: string[], out: (line: string) => void,
   await server.stop();
   return 0;
 }
-
-export const DATA_FILE = (dir: string): string => join(dir, 'parley.db');

@@ -1,12 +1,11 @@
 import { mkdirSync } from 'node:fs';
 import { accountHashes } from '../app/server/accounts.js';
-import { DEFAULT_CONFIG } from '../app/server/server-config.js';
+import { databasePath, DEFAULT_CONFIG } from '../app/server/server-config.js';
 import { aorOf, displayAor } from '../app/store/aor.js';
 import { SqliteStore } from '../app/store/sqlite-store.js';
 import { StoreError } from '../app/store/store-error.js';
 import { parseArguments } from './arguments.js';
 import { readPassword } from './password.js';
-import { DATA_FILE } from './server-command.js';
 
 const USAGE = 'usage: parley user add|remove|passwd USER@DOMAIN [--password P] [--data DIR]\n       parley user list [--data DIR]';
 
@@ -25,7 +24,7 @@ export async function userCommand(args: string[], out: (line: string) => void, e
   }
   const data = parsed.strings.get('data') ?? DEFAULT_CONFIG.data;
   mkdirSync(data, { recursive: true });
-  const store = SqliteStore.open(DATA_FILE(data));
+  const store = SqliteStore.open(databasePath(data));
   try {
     if (action === 'list') {
       for (const account of store.accounts()) out(displayAor(account.aor));

@@ -1,6 +1,5 @@
 import { EventEmitter } from 'eventemitter3';
 import { mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { createHash, randomUUID } from 'node:crypto';
 import { createRequest } from '../../message/builder.js';
 import { SipStack, type SipStackOptions } from '../../stack.js';
@@ -13,7 +12,7 @@ import type { Answer, IncomingMessage } from '../../tu/dum/pager.js';
 import { Registrar } from '../../tu/dum/registrar.js';
 import { parseNameAddr } from '../../message/name-addr.js';
 import { parseUri } from '../../message/uri.js';
-import { CpimError, cpimAddress, formatCpim, imdnHeaders, parseCpim } from '../im/cpim.js';
+import { CpimError, cpimAddress, cpimHeader, formatCpim, imdnHeaders, parseCpim } from '../im/cpim.js';
 import { formatDeliveryNotification, IMDN_CONTENT_TYPE } from '../im/imdn.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { aorOf, displayAor, splitAor, type Aor } from '../store/aor.js';
@@ -21,7 +20,7 @@ import { SqliteStore, type StoredMessage } from '../store/sqlite-store.js';
 import { StoreError } from '../store/store-error.js';
 import { AccountCredentials, DomainAuthenticators } from './accounts.js';
 import { DeliveryScheduler } from './delivery.js';
-import { resolveConfig, type ServerConfig } from './server-config.js';
+import { databasePath, resolveConfig, type ServerConfig } from './server-config.js';
 
 export interface ParleyServerEvents {
   /** Durable, and answered 202. */
@@ -160,7 +159,7 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
       try {
         const cpim = parseCpim(request.body);
         if (cpim.contentType !== undefined && !acceptsType(this.config.acceptedTypes, cpim.contentType)) return { status: 415, headers: accept };
-        const cpimFrom = safeAor(cpimAddress(cpim.headers.find(([n]) => n.toLowerCase() === 'from')![1]));
+        const cpimFrom = safeAor(cpimAddress(cpimHeader(cpim.headers, 'From')!));
         if (cpimFrom !== sender) return { status: 403, reason: 'The CPIM From is not the sender' };
         const imdn = imdnHeaders(cpim);
         messageId = imdn.messageId;
@@ -227,7 +226,7 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
     let sentAt = new Date(message.receivedAt);
     if (mediaType(message.contentType) === 'message/cpim') {
       try {
-        const dateTime = parseCpim(message.body).headers.find(([n]) => n.toLowerCase() === 'datetime')?.[1];
+        const dateTime = cpimHeader(parseCpim(message.body).headers, 'DateTime');
         if (dateTime && !Number.isNaN(Date.parse(dateTime))) sentAt = new Date(dateTime);
       } catch {
         // Stored after a successful parse; keep the store time.
@@ -283,7 +282,7 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
 function openStore(data: string): SqliteStore {
   if (data === ':memory:') return SqliteStore.open(':memory:');
   mkdirSync(data, { recursive: true });
-  return SqliteStore.open(join(data, 'parley.db'));
+  return SqliteStore.open(databasePath(data));
 }
 
 /**

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { ParleyError } from '../../util/errors.js';
 
 /** A configuration that cannot run. Code: `CONFIG_INVALID`. */
@@ -80,6 +81,11 @@ export function resolveConfig(base: Partial<ServerConfig> = {}): ServerConfig {
   if (config.tls !== undefined && (typeof config.tls.cert !== 'string' || typeof config.tls.key !== 'string'))
     throw new ConfigError('CONFIG_INVALID', '"tls" must be { "cert": FILE, "key": FILE }');
   return config;
+}
+
+/** The database file inside a data directory (the server and `parley user` open the same one). */
+export function databasePath(data: string): string {
+  return join(data, 'parley.db');
 }
 
 /** Reads a JSON configuration file (an object of ServerConfig fields). */
