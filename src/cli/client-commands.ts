@@ -70,12 +70,14 @@ export async function sendCommand(args: string[], out: Print, err: Print): Promi
     err(typeof wait === 'string' ? wait : `usage: parley send ${CLIENT_USAGE} --to USER@DOMAIN --text TEXT [--wait-delivery SECONDS]`);
     return 2;
   }
-  // Waiting for the delivery notification means being a device that can receive it: a device
-  // of its own ('send'), so it never takes messages meant for `listen` or `client`.
-  const client = await connect('send', { ...options, device: 'send', expires: 120 }, err);
+  // Sending needs no registration. Waiting for the delivery notification means being a device
+  // that can receive it: one of its own ('send'), so it never takes the messages meant for
+  // `listen` or `client` (those it is given are acknowledged for this device only, not shown).
+  const client = await connect('send', { ...options, device: 'send', expires: 120, register: wait !== undefined }, err);
   if (typeof client === 'number') return client;
   const delivered = new Map<string, Date>();
   client.on('delivered', (id, _by, time) => delivered.set(id, time));
+  client.on('message', () => undefined);
   try {
     const result = await client.send(to, text);
     out(`accepted ${result.messageId}`);

@@ -150,9 +150,7 @@ interface Run {
 
 /** Runs `parley ARGS` to its end (SIGKILL after `ms`). */
 async function parley(args: string[], env: Env = {}, ms = 40_000): Promise<Run> {
-  const t0 = Date.now();
   const proc = start(args, env);
-  void proc.exited.then(() => console.log(`   [${Date.now() - t0} ms] parley ${args.join(' ').slice(0, 90)}`));
   const timer = setTimeout(() => proc.child.kill('SIGKILL'), ms);
   const code = await proc.exited;
   clearTimeout(timer);
@@ -272,10 +270,7 @@ function clientFlags(server: Server, user: string, password = 'pw'): string[] {
 /** `parley listen --json` for `user`, once it said `registered as USER` on stderr. */
 async function listen(server: Server, user: string, home: string, extra: string[] = []): Promise<Proc> {
   const proc = start(['listen', '--json', ...clientFlags(server, user), ...extra], { PARLEY_HOME: home });
-  const t0 = Date.now();
-  void proc.exited.then(() => console.log(`   [listen ${user} lived ${Date.now() - t0} ms]`));
   await proc.waitFor(() => proc.err().some((line) => line.includes(`registered as ${user}`)), `"registered as ${user}" on stderr`, 40_000);
-  console.log(`   [listen ${user} registered after ${Date.now() - t0} ms]`);
   return proc;
 }
 

@@ -43,6 +43,8 @@ export interface ClientOptions {
   device?: string;
   /** Registration expiry asked for, seconds; default 600. */
   expires?: number;
+  /** Register as a device (default true); false only sends (no messages or notifications come). */
+  register?: boolean;
   /** Stack options (a ManualClock in tests). */
   stack?: Partial<SipStackOptions>;
 }
@@ -93,7 +95,7 @@ export class ParleyClient extends EventEmitter<ClientEvents> {
   private constructor(
     private readonly stack: SipStack,
     private readonly dum: DialogUsageManager,
-    private readonly registration: ClientRegistration,
+    private readonly registration: ClientRegistration | undefined,
     private readonly state: DeviceState,
     aor: string,
   ) {
@@ -126,7 +128,7 @@ export class ParleyClient extends EventEmitter<ClientEvents> {
       instanceId: state.instanceId,
       acceptedTypes: ['*/*'],
     });
-    const registration = dum.register({
+    const registration = options.register === false ? undefined : dum.register({
       registrar: `sip:${domain}`,
       expires: options.expires ?? 600,
       // RFC 5626: over a connection the server reaches us on the flow we opened.
@@ -134,6 +136,7 @@ export class ParleyClient extends EventEmitter<ClientEvents> {
     });
     const client = new ParleyClient(stack, dum, registration, state, aor);
     dum.onMessage((message) => client.receive(message));
+    if (!registration) return client;
     try {
       await registration.ready;
     } catch (error) {
@@ -164,6 +167,8 @@ export class ParleyClient extends EventEmitter<ClientEvents> {
 
   /** Runs `dispatch` now when someone listens for `event`, else when someone starts to. */
   private deliver(event: 'message' | 'delivered', dispatch: () => void): Answer | Promise<Answer> {
+    // Closing: not taken, so the server keeps it for the next time this device registers.
+    if (this.closed) return { status: 480, reason: 'Device closing' };
     if (this.listenerCount(event) > 0) {
       dispatch();
       return 200;
@@ -226,7 +231,7 @@ export class ParleyClient extends EventEmitter<ClientEvents> {
     if (this.closed) return;
     this.closed = true;
     for (const item of this.held.splice(0)) item.refuse();
-    if (options.unregister !== false) await this.registration.unregister().catch(() => undefined);
+    if (options.unregister !== false) await this.registration?.unregister().catch(() => undefined);
     await this.stack.stop();
     this.emit('status', 'closed', 'closed');
   }
