@@ -52,6 +52,10 @@ function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/** Unregisters and closes, but an interrupted command never waits on the server more than 5 s. */
+const closeWithin = (client: ParleyClient, ms = 5000): Promise<void> =>
+  Promise.race([client.close().catch(() => undefined), new Promise<void>((resolve) => setTimeout(resolve, ms).unref())]);
+
 const untilSignal = (): Promise<void> =>
   new Promise((resolve) => {
     process.once('SIGINT', resolve);
@@ -123,7 +127,7 @@ export async function listenCommand(args: string[], out: Print, err: Print): Pro
   client.on('status', (status, detail) => err(status === 'retrying' ? `connection lost, retrying: ${detail}` : detail));
   err(`registered as ${client.aor}`);
   await untilSignal();
-  await client.close();
+  await closeWithin(client);
   return 0;
 }
 
@@ -189,7 +193,7 @@ export async function clientCommand(args: string[], out: Print, err: Print): Pro
   // A terminal (or a pipe still open) would keep the process waiting for input.
   process.stdin.destroy();
   await queue;
-  await client.close();
+  await closeWithin(client);
   out('bye');
   return 0;
 }
