@@ -7,7 +7,7 @@
 // and in order.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -143,6 +143,8 @@ function start(args: string[], env: Env = {}, stdin: 'ignore' | 'pipe' = 'ignore
 
 interface Run {
   code: number | null;
+  /** Wall-clock milliseconds from spawn to exit. */
+  ms: number;
   stdout: string[];
   stderr: string[];
   transcript: string;
@@ -150,6 +152,7 @@ interface Run {
 
 /** Runs `parley ARGS` to its end (SIGKILL after `ms`). */
 async function parley(args: string[], env: Env = {}, ms = 40_000): Promise<Run> {
+  const began = Date.now();
   const proc = start(args, env);
   const timer = setTimeout(() => proc.child.kill('SIGKILL'), ms);
   const code = await proc.exited;
@@ -157,7 +160,7 @@ async function parley(args: string[], env: Env = {}, ms = 40_000): Promise<Run> 
   // After 'close' both streams have ended: a final line without '\n' counts too.
   const { stdout, stderr } = proc.raw();
   const lines = (text: string): string[] => text.split('\n').map((l) => l.replace(/\r$/, '')).filter((l) => l.length > 0);
-  return { code, stdout: lines(stdout), stderr: lines(stderr), transcript: proc.transcript() };
+  return { code, ms: Date.now() - began, stdout: lines(stdout), stderr: lines(stderr), transcript: proc.transcript() };
 }
 
 /** The end of a long transcript (a crash test's listen prints hundreds of lines). */
@@ -403,6 +406,50 @@ describe('parley server', function () {
   });
 });
 
+describe('parley server configuration', function () {
+  this.timeout(90_000);
+
+  afterEach(killAll);
+
+  it('--config FILE gives the fields; --domain and --listen on the command line replace the file\'s lists', async () => {
+    const dir = tempDir('config');
+    const data = join(dir, 'data');
+    const file = join(dir, 'parley.json');
+    writeFileSync(file, JSON.stringify({ domains: ['example.test', 'example.org'], listen: ['tcp:127.0.0.1:0'], data }));
+    await addUsers(data, 'alice@example.test');
+
+    const fromFile = start(['server', '--config', file]);
+    await fromFile.waitFor(() => fromFile.out().includes('ready'), 'ready', 40_000);
+    expect(fromFile.out(), fromFile.transcript()).to.have.length(4);
+    expect(fromFile.out()[0], fromFile.transcript()).to.match(/^listening tcp:127\.0\.0\.1:\d+$/);
+    expect(fromFile.out().slice(1), fromFile.transcript()).to.deep.equal(['domains: example.test, example.org', `data: ${data}`, 'ready']);
+    expect(await fromFile.stop('SIGTERM'), fromFile.transcript()).to.equal(0);
+
+    const overridden = start(['server', '--config', file, '--domain', 'localhost', '--listen', 'udp:127.0.0.1:0']);
+    await overridden.waitFor(() => overridden.out().includes('ready'), 'ready', 40_000);
+    expect(overridden.out(), overridden.transcript()).to.have.length(4);
+    expect(overridden.out()[0], overridden.transcript()).to.match(/^listening udp:127\.0\.0\.1:\d+$/);
+    expect(overridden.out().slice(1), overridden.transcript()).to.deep.equal(['domains: localhost', `data: ${data}`, 'ready']);
+    expect(await overridden.stop('SIGTERM'), overridden.transcript()).to.equal(0);
+  });
+
+  it('--max-message-bytes N: a larger MESSAGE is refused, "parley send: 413 …", exit 1', async () => {
+    const data = tempDir('max-bytes');
+    await addUsers(data, 'alice@localhost', 'bob@localhost');
+    const server = await startServer(data, ['tcp:127.0.0.1:0'], ['--max-message-bytes', '1000']);
+    const home = tempDir('max-bytes-home');
+    const [small, large] = await Promise.all([
+      parley(['send', ...clientFlags(server, 'alice@localhost'), '--to', 'bob@localhost', '--text', 'short'], { PARLEY_HOME: home }),
+      parley(['send', ...clientFlags(server, 'alice@localhost'), '--to', 'bob@localhost', '--text', 'x'.repeat(5000)], { PARLEY_HOME: home }),
+    ]);
+    expect(small.code, small.transcript).to.equal(0);
+    expect(large.code, large.transcript).to.equal(1);
+    expect(large.stdout, large.transcript).to.deep.equal([]);
+    expect(large.stderr.some((line) => /^parley send: 413\b/.test(line)), large.transcript).to.equal(true);
+    expect(await server.proc.stop('SIGTERM'), server.proc.transcript()).to.equal(0);
+  });
+});
+
 describe('parley send and parley listen', function () {
   this.timeout(120_000);
   let data: string;
@@ -441,6 +488,7 @@ describe('parley send and parley listen', function () {
       expect(run.code, run.transcript).to.equal(0);
       expect(run.stdout, run.transcript).to.have.length(1);
       expect(run.stdout[0], run.transcript).to.match(/^accepted \S+$/);
+      expect(run.ms, `parley send took ${run.ms} ms to exit\n${run.transcript}`).to.be.below(10_000);
       ids.push(run.stdout[0]!.slice('accepted '.length));
     }
     expect(new Set(ids).size, 'three distinct message ids').to.equal(3);
@@ -533,6 +581,20 @@ describe('parley send and parley listen', function () {
     expect(run.stdout[0], run.transcript).to.match(/^accepted \S+$/);
   });
 
+  it('a sender with messages waiting for her exits as soon as the server accepted (a plain send registers no device)', async () => {
+    const waiting = await send('bob@localhost', 'waiting for bob');
+    expect(waiting.code, waiting.transcript).to.equal(0);
+    const run = await parley(['send', ...clientFlags(server, 'bob@localhost'), '--to', 'alice@localhost', '--text', 'from bob'], { PARLEY_HOME: tempDir('bob-sends') });
+    expect(run.code, run.transcript).to.equal(0);
+    expect(run.stdout, run.transcript).to.have.length(1);
+    expect(run.stdout[0], run.transcript).to.match(/^accepted \S+$/);
+    expect(run.ms, `parley send took ${run.ms} ms to exit\n${run.transcript}`).to.be.below(10_000);
+    // The message waiting for bob is still his devices' to take.
+    const bob = await listen(server, 'bob@localhost', bobHome);
+    await bob.waitFor(() => jsonMessages(bob).some((m) => m.text === 'waiting for bob'), '"waiting for bob" at bob', 20_000);
+    await bob.stop('SIGTERM');
+  });
+
   it('user commands work while the server runs: passwd takes effect; remove drops the stored messages', async () => {
     const changed = await parley(['user', 'passwd', 'carol@localhost', '--data', data], { PARLEY_PASSWORD: 'carol2' });
     expect(changed.code, changed.transcript).to.equal(0);
@@ -565,16 +627,24 @@ describe('parley send and parley listen', function () {
     const before = bob.out().length;
     const alice = start(['client', ...clientFlags(server, 'alice@localhost')], { PARLEY_HOME: tempDir('alice-client') }, 'pipe');
     const all = (): string => `${alice.raw().stdout}\n${alice.raw().stderr}`;
+    // Waiting at bob: a failure shows what alice's client said too.
+    const atBob = (text: string) => async (): Promise<void> => {
+      try {
+        await bob.waitFor(() => jsonMessages(bob).slice(before).some((m) => m.text === text), `bob to get "${text}"`, 20_000);
+      } catch (error) {
+        throw new Error(`${(error as Error).message}\n${alice.transcript()}`, { cause: error });
+      }
+    };
     // It registers; connection status changes are printed. Give it time to start.
     await alice.waitFor(() => /regist|connect|online/i.test(all()), 'the client to say it is registered', 40_000);
     alice.child.stdin!.write('/msg bob@localhost hello bob\n');
-    await bob.waitFor(() => jsonMessages(bob).slice(before).some((m) => m.text === 'hello bob'), 'bob to get "hello bob"', 20_000);
+    await atBob('hello bob')();
     await alice.waitFor(() => all().includes('✓ accepted'), '"✓ accepted"', 20_000);
     await alice.waitFor(() => all().includes('✓✓ delivered'), '"✓✓ delivered"', 20_000);
     expect(all(), alice.transcript()).to.include('→ sent');
 
     alice.child.stdin!.write('second line\n');
-    await bob.waitFor(() => jsonMessages(bob).slice(before).some((m) => m.text === 'second line'), 'bob to get "second line"', 20_000);
+    await atBob('second line')();
 
     const reply = await parley(['send', ...clientFlags(server, 'bob@localhost'), '--to', 'alice@localhost', '--text', 'hi alice'], { PARLEY_HOME: tempDir('bob-send') });
     expect(reply.code, reply.transcript).to.equal(0);
@@ -605,6 +675,8 @@ describe('parley server: kill -9 in the middle of a stream loses no accepted mes
   let server: Server | undefined;
   /** Every listen process of bob in this suite. */
   const listens: Proc[] = [];
+  /** alice's clients of the rounds, closing (each waits for the send that was in flight at its kill). */
+  const closing: Promise<unknown>[] = [];
 
   before(async function () {
     this.timeout(120_000);
@@ -614,9 +686,6 @@ describe('parley server: kill -9 in the middle of a stream loses no accepted mes
     await addUsers(data, 'alice@localhost', 'bob@localhost');
     port = await freePort();
   });
-
-  /** alice's clients of the rounds, closing (each waits for the send that was in flight at its kill). */
-  const closing: Promise<unknown>[] = [];
 
   after(async function () {
     this.timeout(60_000);
@@ -639,6 +708,7 @@ describe('parley server: kill -9 in the middle of a stream loses no accepted mes
     return proc;
   }
 
+  /** The numbers of the messages `LABEL n` a listen process printed, in print order. */
   function printedBy(proc: Proc, label: string): number[] {
     return jsonMessages(proc)
       .filter((m) => m.text.startsWith(`${label} `))
@@ -646,90 +716,110 @@ describe('parley server: kill -9 in the middle of a stream loses no accepted mes
   }
 
   interface Round {
-    /** number → Message-ID, for every send answered 2xx. */
-    accepted: Map<number, string>;
-    /** Numbers sent (answered or not). */
-    issued: number[];
-    /** Failures before the kill (a healthy server refuses nothing from one sequential sender). */
+    /** Text → Message-ID, for every send answered 2xx (kept up to date: a late answer counts). */
+    accepted: Map<string, string>;
+    /** Texts sent, answered or not. */
+    issued: string[];
+    /** Failures before the kill (a healthy server refuses nothing from these senders). */
     failures: string[];
     /** Where the kill happened, for failure messages. */
     note: string;
   }
 
+  /** The numbers among `texts` that are `LABEL n`. */
+  function numbers(texts: Iterable<string>, label: string): number[] {
+    return [...texts].filter((text) => text.startsWith(`${label} `)).map((text) => Number(text.slice(label.length + 1)));
+  }
+
+  /** One past the highest number sent under `label` in `rounds`. */
+  function nextNumber(rounds: Round[], label: string): number {
+    return Math.max(0, ...rounds.flatMap((round) => numbers(round.issued, label))) + 1;
+  }
+
   /**
-   * alice sends `LABEL n`, n = first, first+1, … one at a time through a ParleyClient; the server
-   * gets SIGKILL `delayMs` after the `afterAccepted`-th 202; then the server is restarted.
+   * alice sends `LABEL n`, n = first, first+1, … one at a time through a ParleyClient (with
+   * `streams` > 1, that many such streams at once, labelled `LABEL.k`, so that commits carry
+   * several messages); the server gets SIGKILL `delayMs` after the `afterAccepted`-th 202; then
+   * the server is restarted on the same data directory and ports.
    */
-  async function streamAndKill(label: string, first: number, afterAccepted: number, delayMs: number): Promise<Round> {
-    const round: Round = { accepted: new Map(), issued: [], failures: [], note: `kill ${delayMs} ms after the ${afterAccepted}th 202` };
+  async function streamAndKill(label: string, first: number, afterAccepted: number, delayMs: number, streams = 1): Promise<Round> {
+    const round: Round = { accepted: new Map(), issued: [], failures: [], note: `${label}: kill ${delayMs} ms after the ${afterAccepted}th 202` };
     const client = await ParleyClient.connect({ server: server!.uri, user: 'alice@localhost', password: 'pw', stateDir: aliceHome });
     let dead = false;
     let trigger!: () => void;
     const killTime = new Promise<void>((resolve) => (trigger = resolve));
-    const loop = (async () => {
+    const stream = async (name: string): Promise<void> => {
       for (let n = first; !dead; n++) {
-        round.issued.push(n);
+        const text = `${name} ${n}`;
+        round.issued.push(text);
         try {
-          const result = await client.send('bob@localhost', `${label} ${n}`);
+          const result = await client.send('bob@localhost', text);
           if (result.status >= 200 && result.status < 300) {
-            round.accepted.set(n, result.messageId);
+            round.accepted.set(text, result.messageId);
             if (round.accepted.size === afterAccepted) setTimeout(trigger, delayMs);
-          } else if (!dead) round.failures.push(`${n}: ${result.status} ${result.reason}`);
+          } else if (!dead) round.failures.push(`${text}: ${result.status} ${result.reason}`);
         } catch (error) {
-          if (!dead) round.failures.push(`${n}: ${error instanceof Error ? error.message : String(error)}`);
+          if (!dead) round.failures.push(`${text}: ${error instanceof Error ? error.message : String(error)}`);
           if (!dead && round.failures.length >= 5) break;
         }
       }
-    })();
+    };
+    const names = streams === 1 ? [label] : Array.from({ length: streams }, (_, k) => `${label}.${k}`);
+    const loops = Promise.all(names.map(stream));
     const fallback = setTimeout(trigger, 60_000);
-    await Promise.race([killTime, loop]);
+    await Promise.race([killTime, loops]);
     clearTimeout(fallback);
     dead = true;
     const victim = server!;
     victim.proc.child.kill('SIGKILL');
     await victim.proc.exited;
     server = undefined;
-    // The send in flight may take a while to fail (a transaction timeout) and close() waits for
-    // it: neither is waited for here. `round.accepted` stays live: should that send still be
+    // The sends in flight may take a while to fail (a transaction timeout) and close() waits for
+    // them: neither is waited for here. `round.accepted` stays live: should such a send still be
     // answered 2xx, it counts like any other.
-    await settles(loop, 500);
-    closing.push(client.close({ unregister: false }).then(() => loop));
+    await settles(loops, 500);
+    closing.push(client.close({ unregister: false }).then(() => loops));
     expect(round.failures, `sends refused before the kill (${round.note})`).to.deep.equal([]);
     expect(round.accepted.size, `202s before the kill (${round.note})`).to.be.at.least(afterAccepted);
     await up();
     return round;
   }
 
-  /** Every accepted number among `got`, exactly once; `got` strictly increasing; nothing never sent. */
-  function check(got: number[], rounds: Round[], transcript: string): void {
-    const accepted = new Map<number, string>();
-    const issued = new Set<number>();
-    for (const round of rounds) {
-      for (const [n, id] of round.accepted) accepted.set(n, id);
-      for (const n of round.issued) issued.add(n);
-    }
+  /** Of `LABEL n`: every accepted n among `got` exactly once; `got` strictly increasing; nothing never sent. */
+  function check(got: number[], rounds: Round[], label: string, transcript: string): void {
+    const accepted = numbers(rounds.flatMap((round) => [...round.accepted.keys()]), label);
+    const issued = new Set(numbers(rounds.flatMap((round) => round.issued), label));
     const notes = rounds.map((r) => `${r.note}: ${r.accepted.size} accepted of ${r.issued.length} sent`).join('; ');
     const duplicates = got.filter((n, i) => got.indexOf(n) !== i);
-    expect(duplicates, `delivered twice (${notes})\n${tail(transcript)}`).to.deep.equal([]);
+    expect(duplicates, `"${label}" delivered twice (${notes})\n${tail(transcript)}`).to.deep.equal([]);
     const outOfOrder = got.filter((n, i) => i > 0 && n <= got[i - 1]!);
-    expect(outOfOrder, `out of send order (${notes})\n${tail(transcript)}`).to.deep.equal([]);
-    const missing = [...accepted.keys()].filter((n) => !got.includes(n));
-    expect(missing, `answered 202 but never delivered (${notes})\n${tail(transcript)}`).to.deep.equal([]);
-    expect(got.filter((n) => !issued.has(n)), 'delivered but never sent').to.deep.equal([]);
+    expect(outOfOrder, `"${label}" out of send order (${notes})\n${tail(transcript)}`).to.deep.equal([]);
+    const missing = accepted.filter((n) => !got.includes(n));
+    expect(missing, `"${label}" answered 202 but never delivered (${notes})\n${tail(transcript)}`).to.deep.equal([]);
+    expect(got.filter((n) => !issued.has(n)), `"${label}" delivered but never sent`).to.deep.equal([]);
   }
 
-  function checkMessageIds(proc: Proc, label: string, rounds: Round[]): void {
-    const ids = new Map<number, string>();
-    for (const round of rounds) for (const [n, id] of round.accepted) ids.set(n, id);
+  /** Every accepted message of `rounds` is among what `procs` printed. */
+  function allArrived(procs: Proc[], rounds: Round[]) {
+    return (): boolean => {
+      const got = new Set(procs.flatMap((proc) => jsonMessages(proc).map((m) => m.text)));
+      return rounds.every((round) => [...round.accepted.keys()].every((text) => got.has(text)));
+    };
+  }
+
+  /** The printed messages carry the Message-IDs the sends were answered with, from alice to bob. */
+  function checkMessageIds(proc: Proc, rounds: Round[]): void {
+    const ids = new Map<string, string>();
+    for (const round of rounds) for (const [text, id] of round.accepted) ids.set(text, id);
     for (const message of jsonMessages(proc)) {
-      if (!message.text.startsWith(`${label} `)) continue;
-      const n = Number(message.text.slice(label.length + 1));
-      const id = ids.get(n);
+      const id = ids.get(message.text);
       if (id !== undefined) expect(message.messageId, `the Message-ID of "${message.text}"`).to.equal(id);
       expect(message.from).to.equal('alice@localhost');
       expect(message.to).to.equal('bob@localhost');
     }
   }
+
+  const accepted = (rounds: Round[]): number => rounds.reduce((sum, round) => sum + round.accepted.size, 0);
 
   it('bob offline: two kills at different points, restart on the same data and ports, then bob gets every 202 once, in order', async () => {
     await up();
@@ -740,59 +830,62 @@ describe('parley server: kill -9 in the middle of a stream loses no accepted mes
     // Kill 1: just after a 202 (the next MESSAGE on its way or being committed).
     const a = await streamAndKill('crash', 1, 15, Math.floor(Math.random() * 4));
     // Kill 2: at a wall-clock point well into the stream.
-    const b = await streamAndKill('crash', Math.max(...a.issued) + 1, 1, 300 + Math.floor(Math.random() * 700));
+    const b = await streamAndKill('crash', nextNumber([a], 'crash'), 1, 300 + Math.floor(Math.random() * 700));
 
     const bob = await bobListens();
-    const wanted = [...a.accepted.keys(), ...b.accepted.keys()];
-    await bob.waitFor(() => {
-      const got = new Set(printedBy(bob, 'crash'));
-      return wanted.every((n) => got.has(n));
-    }, `all ${wanted.length} accepted messages at bob`, 60_000);
+    await bob.waitFor(allArrived([bob], [a, b]), `all ${accepted([a, b])} accepted messages at bob`, 60_000);
     await sleep(2000); // duplicates would show up now
-    check(printedBy(bob, 'crash'), [a, b], bob.transcript());
-    checkMessageIds(bob, 'crash', [a, b]);
+    check(printedBy(bob, 'crash'), [a, b], 'crash', bob.transcript());
+    checkMessageIds(bob, [a, b]);
     expect(await bob.stop('SIGTERM'), bob.transcript()).to.equal(0);
 
-    // A third kill right after the restart's first 202s, nobody listening, then a fresh listen:
+    // Kill 3 right after the restart's first 202s, nobody listening, then a fresh listen:
     // nothing of the above again, and everything new.
-    const c = await streamAndKill('crash', Math.max(...b.issued) + 1, 5, Math.floor(Math.random() * 10));
+    const c = await streamAndKill('crash', nextNumber([a, b], 'crash'), 5, Math.floor(Math.random() * 10));
     const again = await bobListens();
-    await again.waitFor(() => {
-      const got = new Set(printedBy(again, 'crash'));
-      return [...c.accepted.keys()].every((n) => got.has(n));
-    }, `all ${c.accepted.size} accepted messages of the third round at bob`, 60_000);
+    await again.waitFor(allArrived([again], [c]), `all ${accepted([c])} accepted messages of the third round at bob`, 60_000);
     await sleep(2000);
     const all = listens.flatMap((proc) => printedBy(proc, 'crash'));
-    check(all, [a, b, c], listens.map((proc) => proc.transcript()).join('\n'));
-    checkMessageIds(again, 'crash', [c]);
-    await again.stop('SIGTERM');
+    check(all, [a, b, c], 'crash', listens.map((proc) => proc.transcript()).join('\n'));
+    checkMessageIds(again, [c]);
+    expect(await again.stop('SIGTERM'), again.transcript()).to.equal(0);
+  });
+
+  it('four senders at once (commits of several messages): two kills, bob offline, then every 202 once, in order per sender', async () => {
+    if (server === undefined) await up();
+    const labels = [0, 1, 2, 3].map((k) => `group.${k}`);
+    const next = (rounds: Round[]): number => Math.max(...labels.map((label) => nextNumber(rounds, label)));
+    const a = await streamAndKill('group', 1, 40, Math.floor(Math.random() * 4), 4);
+    const b = await streamAndKill('group', next([a]), 1, 200 + Math.floor(Math.random() * 500), 4);
+    const bob = await bobListens();
+    await bob.waitFor(allArrived([bob], [a, b]), `all ${accepted([a, b])} accepted messages at bob`, 60_000);
+    await sleep(2000);
+    for (const label of labels) check(printedBy(bob, label), [a, b], label, bob.transcript());
+    checkMessageIds(bob, [a, b]);
+    expect(await bob.stop('SIGTERM'), bob.transcript()).to.equal(0);
   });
 
   it('bob online: two kills while messages are being delivered; his listen reconnects by itself and prints every 202 once, in order', async () => {
     if (server === undefined) await up();
     const bob = await bobListens();
     await sleep(1000); // anything left from before arrives now (and is not of this test's label)
-    const arrived = (rounds: Round[]) => (): boolean => {
-      const got = new Set(printedBy(bob, 'online'));
-      return rounds.every((round) => [...round.accepted.keys()].every((n) => got.has(n)));
-    };
     // Kill 1 at a wall-clock point in the stream. The listen process loses its flow and must
-    // register again on the restarted server by itself (outbound flow recovery may back off).
+    // register again on the restarted server by itself (outbound flow recovery backs off).
     const first = await streamAndKill('online', 1, 1, 400 + Math.floor(Math.random() * 600));
-    await bob.waitFor(arrived([first]), `all ${first.accepted.size} accepted messages at bob's listen, after it reconnected`, 150_000);
+    await bob.waitFor(allArrived([bob], [first]), `all ${accepted([first])} accepted messages at bob's listen, after it reconnected`, 150_000);
     // Kill 2 right after a 202, bob still online: acknowledgements that had not reached the disk
     // are delivered again, and his client drops them as seen.
-    const second = await streamAndKill('online', Math.max(...first.issued) + 1, 20, Math.floor(Math.random() * 5));
-    await bob.waitFor(arrived([first, second]), `all ${second.accepted.size} accepted messages of the second kill`, 150_000);
+    const second = await streamAndKill('online', nextNumber([first], 'online'), 20, Math.floor(Math.random() * 5));
+    await bob.waitFor(allArrived([bob], [first, second]), `all ${accepted([second])} accepted messages of the second kill`, 150_000);
     await sleep(2000); // duplicates would show up now
-    check(printedBy(bob, 'online'), [first, second], bob.transcript());
-    checkMessageIds(bob, 'online', [first, second]);
+    check(printedBy(bob, 'online'), [first, second], 'online', bob.transcript());
+    checkMessageIds(bob, [first, second]);
     expect(await bob.stop('SIGTERM'), bob.transcript()).to.equal(0);
 
     // A new listen process on the same state directory prints nothing it printed before.
     const later = await bobListens();
     await sleep(2500);
-    check([...printedBy(bob, 'online'), ...printedBy(later, 'online')], [first, second], `${bob.transcript()}\n${later.transcript()}`);
-    await later.stop('SIGTERM');
+    check([...printedBy(bob, 'online'), ...printedBy(later, 'online')], [first, second], 'online', `${bob.transcript()}\n${later.transcript()}`);
+    expect(await later.stop('SIGTERM'), later.transcript()).to.equal(0);
   });
 });
