@@ -124,6 +124,9 @@ export async function listenCommand(args: string[], out: Print, err: Print): Pro
         : chatLine(message, 'date'),
     );
   });
+  // Delivery notifications for this user are acknowledged, not printed (docs/server.md); a
+  // listener must take them, or the client holds them and the server's in-order delivery waits.
+  client.on('delivered', () => undefined);
   client.on('status', (status, detail) => err(status === 'retrying' ? `connection lost, retrying: ${detail}` : detail));
   err(`registered as ${client.aor}`);
   await untilSignal();

@@ -463,7 +463,7 @@ describe('parley send and parley listen', function () {
     data = tempDir('send');
     aliceHome = tempDir('alice');
     bobHome = tempDir('bob');
-    await addUsers(data, 'alice@localhost', 'bob@localhost', 'carol@localhost');
+    await addUsers(data, 'alice@localhost', 'bob@localhost', 'carol@localhost', 'erin@localhost', 'frank@localhost', 'gina@localhost', 'hank@localhost', 'ivan@localhost');
     server = await startServer(data, ['udp:127.0.0.1:0', 'tcp:127.0.0.1:0']);
     expect(server.lines.join('\n'), 'users exist: no hint').to.not.include('no users yet');
   });
@@ -527,6 +527,14 @@ describe('parley send and parley listen', function () {
     const messages = jsonMessages(bob).slice(before);
     expect(messages.map((m) => [m.text, m.messageId]), bob.transcript()).to.deep.equal([['are you there', id]]);
     expect(await bob.stop('SIGTERM'), bob.transcript()).to.equal(0);
+  });
+
+  it('send --wait-delivery while nobody listens: "accepted ID", then exit 1 with "not delivered within S s"', async () => {
+    const run = await send('ivan@localhost', 'nobody home', ['--wait-delivery', '2']);
+    expect(run.code, run.transcript).to.equal(1);
+    expect(run.stdout, run.transcript).to.have.length(1);
+    expect(run.stdout[0], run.transcript).to.match(/^accepted \S+$/);
+    expect(run.stderr.some((line) => line.includes('not delivered within 2 s')), run.transcript).to.equal(true);
   });
 
   it('listen without --json prints "[YYYY-MM-DD HH:MM:SS] FROM: TEXT"', async () => {
@@ -621,45 +629,67 @@ describe('parley send and parley listen', function () {
     await dave.stop('SIGTERM');
   });
 
+  it('a delivery notification reaching `listen` is acknowledged, not printed, and holds back nothing after it', async () => {
+    // gina's message to hank, taken by hank: the server stores a delivery notification for gina.
+    const ping = await parley(['send', ...clientFlags(server, 'gina@localhost'), '--to', 'hank@localhost', '--text', 'ping'], { PARLEY_HOME: tempDir('gina-send') });
+    expect(ping.code, ping.transcript).to.equal(0);
+    const hank = await listen(server, 'hank@localhost', tempDir('hank'));
+    await hank.waitFor(() => jsonMessages(hank).some((m) => m.text === 'ping'), 'hank to get "ping"', 20_000);
+    expect(await hank.stop('SIGTERM'), hank.transcript()).to.equal(0);
+
+    // gina listens: the notification comes first, then a message sent after it.
+    const gina = await listen(server, 'gina@localhost', tempDir('gina'));
+    await sleep(1000);
+    const pong = await parley(['send', ...clientFlags(server, 'hank@localhost'), '--to', 'gina@localhost', '--text', 'after the notification', '--wait-delivery', '15'], {
+      PARLEY_HOME: tempDir('hank-send'),
+    });
+    try {
+      await gina.waitFor(() => jsonMessages(gina).some((m) => m.text === 'after the notification'), 'gina to get "after the notification"', 20_000);
+    } catch (error) {
+      throw new Error(`${(error as Error).message}\n${pong.transcript}`, { cause: error });
+    }
+    expect(pong.code, pong.transcript).to.equal(0);
+    expect(jsonMessages(gina).map((m) => [m.from, m.text]), gina.transcript()).to.deep.equal([['hank@localhost', 'after the notification']]);
+    expect(await gina.stop('SIGTERM'), gina.transcript()).to.equal(0);
+  });
+
   it('parley client: /msg sends (sent, accepted, delivered marks), plain lines follow the conversation, incoming printed, /quit → exit 0', async () => {
-    const bob = await listen(server, 'bob@localhost', bobHome);
-    await sleep(500);
-    const before = bob.out().length;
-    const alice = start(['client', ...clientFlags(server, 'alice@localhost')], { PARLEY_HOME: tempDir('alice-client') }, 'pipe');
-    const all = (): string => `${alice.raw().stdout}\n${alice.raw().stderr}`;
-    // Waiting at bob: a failure shows what alice's client said too.
-    const atBob = (text: string) => async (): Promise<void> => {
+    const frank = await listen(server, 'frank@localhost', tempDir('frank'));
+    const erin = start(['client', ...clientFlags(server, 'erin@localhost')], { PARLEY_HOME: tempDir('erin') }, 'pipe');
+    const all = (): string => `${erin.raw().stdout}\n${erin.raw().stderr}`;
+    // Waiting at frank: a failure shows what erin's client said too.
+    const atFrank = async (text: string): Promise<void> => {
       try {
-        await bob.waitFor(() => jsonMessages(bob).slice(before).some((m) => m.text === text), `bob to get "${text}"`, 20_000);
+        await frank.waitFor(() => jsonMessages(frank).some((m) => m.text === text), `frank to get "${text}"`, 20_000);
       } catch (error) {
-        throw new Error(`${(error as Error).message}\n${alice.transcript()}`, { cause: error });
+        throw new Error(`${(error as Error).message}\n${erin.transcript()}`, { cause: error });
       }
     };
     // It registers; connection status changes are printed. Give it time to start.
-    await alice.waitFor(() => /regist|connect|online/i.test(all()), 'the client to say it is registered', 40_000);
-    alice.child.stdin!.write('/msg bob@localhost hello bob\n');
-    await atBob('hello bob')();
-    await alice.waitFor(() => all().includes('✓ accepted'), '"✓ accepted"', 20_000);
-    await alice.waitFor(() => all().includes('✓✓ delivered'), '"✓✓ delivered"', 20_000);
-    expect(all(), alice.transcript()).to.include('→ sent');
+    await erin.waitFor(() => /regist|connect|online/i.test(all()), 'the client to say it is registered', 40_000);
+    erin.child.stdin!.write('/msg frank@localhost hello frank\n');
+    await atFrank('hello frank');
+    await erin.waitFor(() => all().includes('✓ accepted'), '"✓ accepted"', 20_000);
+    await erin.waitFor(() => all().includes('✓✓ delivered'), '"✓✓ delivered"', 20_000);
+    expect(all(), erin.transcript()).to.include('→ sent');
 
-    alice.child.stdin!.write('second line\n');
-    await atBob('second line')();
+    erin.child.stdin!.write('second line\n');
+    await atFrank('second line');
 
-    const reply = await parley(['send', ...clientFlags(server, 'bob@localhost'), '--to', 'alice@localhost', '--text', 'hi alice'], { PARLEY_HOME: tempDir('bob-send') });
+    const reply = await parley(['send', ...clientFlags(server, 'frank@localhost'), '--to', 'erin@localhost', '--text', 'hi erin'], { PARLEY_HOME: tempDir('frank-send') });
     expect(reply.code, reply.transcript).to.equal(0);
-    await alice.waitFor(() => alice.out().some((line) => /\[\d\d:\d\d:\d\d\] bob@localhost: hi alice$/.test(line)), '"[HH:MM:SS] bob@localhost: hi alice"', 20_000);
+    await erin.waitFor(() => erin.out().some((line) => /\[\d\d:\d\d:\d\d\] frank@localhost: hi erin$/.test(line)), '"[HH:MM:SS] frank@localhost: hi erin"', 20_000);
 
-    alice.child.stdin!.write('/quit\n');
-    const timer = setTimeout(() => alice.child.kill('SIGKILL'), 15_000);
-    const code = await alice.exited;
+    erin.child.stdin!.write('/quit\n');
+    const timer = setTimeout(() => erin.child.kill('SIGKILL'), 15_000);
+    const code = await erin.exited;
     clearTimeout(timer);
-    expect(code, alice.transcript()).to.equal(0);
+    expect(code, erin.transcript()).to.equal(0);
 
-    // bob's listen printed the two messages and nothing for alice's delivery notification to him.
+    // frank's listen printed the two messages, in order, and nothing for the notification of his reply.
     await sleep(1000);
-    expect(jsonMessages(bob).slice(before).map((m) => m.text), bob.transcript()).to.deep.equal(['hello bob', 'second line']);
-    await bob.stop('SIGTERM');
+    expect(jsonMessages(frank).map((m) => m.text), frank.transcript()).to.deep.equal(['hello frank', 'second line']);
+    expect(await frank.stop('SIGTERM'), frank.transcript()).to.equal(0);
   });
 });
 
