@@ -62,6 +62,7 @@ import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import type { Logger, ParleyServer, ServerConfig } from '../src/index.js';
+import { udpPortTaken } from './udp-port.js';
 
 const SIPP = process.env.SIPP ?? 'sipp';
 const KAMAILIO = process.env.KAMAILIO ?? '/usr/sbin/kamailio';
@@ -174,18 +175,7 @@ async function waitForUdpBound(port: number, child: ChildProcess, what: string, 
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${what} exited (${child.exitCode ?? child.signalCode}) before binding udp:${HOST}:${port}:\n${output()}`);
-    const udp = createSocket('udp4');
-    const bound = await new Promise<boolean>((resolve) => {
-      udp.once('error', () => resolve(true));
-      udp.bind(port, HOST, () => resolve(false));
-    });
-    await new Promise<void>((r) => {
-      try {
-        udp.close(() => r());
-      } catch {
-        r();
-      }
-    });
+    const bound = await udpPortTaken(HOST, port);
     if (bound) return;
     if (Date.now() > deadline) throw new Error(`${what}: nothing bound udp:${HOST}:${port} after ${timeoutMs} ms\n${output()}`);
     await sleep(50);

@@ -23,6 +23,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { udpPortTaken } from './udp-port.js';
 
 const SIPP = process.env.SIPP ?? 'sipp';
 const CALLS = Number(process.env.SIPP_CALLS ?? 50_000);
@@ -87,18 +88,7 @@ async function freePort(): Promise<number> {
 async function waitForUdpBound(port: number, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const udp = createSocket('udp4');
-    const bound = await new Promise<boolean>((resolve) => {
-      udp.once('error', () => resolve(true));
-      udp.bind(port, HOST, () => resolve(false));
-    });
-    await new Promise<void>((r) => {
-      try {
-        udp.close(() => r());
-      } catch {
-        r();
-      }
-    });
+    const bound = await udpPortTaken(HOST, port);
     if (bound) return;
     if (Date.now() > deadline) throw new Error(`nothing bound udp:${HOST}:${port} after ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 50));

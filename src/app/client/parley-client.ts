@@ -8,6 +8,7 @@ import { SipStack, type SipStackOptions } from '../../stack.js';
 import type { ClientRegistration } from '../../tu/dum/client-registration.js';
 import { DialogUsageManager } from '../../tu/dum/dialog-usage-manager.js';
 import { DumError } from '../../tu/dum/dum-error.js';
+import { mediaTypeOf } from '../../tu/dum/media-types.js';
 import type { Answer, IncomingMessage } from '../../tu/dum/pager.js';
 import { ParleyError } from '../../util/errors.js';
 import { CpimError, cpimHeader, formatCpim, imdnHeaders, parseCpim } from '../im/cpim.js';
@@ -237,7 +238,7 @@ export class ParleyClient extends EventEmitter<ClientEvents> {
   }
 
   private receive(incoming: IncomingMessage): Answer | Promise<Answer> {
-    const type = (incoming.contentType ?? 'text/plain').split(';')[0]!.trim().toLowerCase();
+    const type = mediaTypeOf(incoming.contentType ?? 'text/plain');
     const from = displayAor(incoming.from.uri.toString().replace(/;.*$/, ''));
     const to = displayAor(incoming.to.uri.toString().replace(/;.*$/, ''));
     const dateHeader = incoming.request.header('Date');
@@ -258,7 +259,7 @@ export class ParleyClient extends EventEmitter<ClientEvents> {
       if (dateTime !== undefined && !Number.isNaN(Date.parse(dateTime))) time = new Date(dateTime);
       contentType = cpim.contentType ?? 'text/plain';
       body = cpim.content;
-      if (contentType.split(';')[0]!.trim().toLowerCase() === IMDN_CONTENT_TYPE) {
+      if (mediaTypeOf(contentType) === IMDN_CONTENT_TYPE) {
         const notification = parseDeliveryNotification(body.toString('utf8'));
         const key = `imdn:${messageId ?? notification?.messageId ?? ''}`;
         if (!notification || notification.status !== 'delivered' || this.state.seen(key)) return 200;

@@ -7,7 +7,7 @@ import type { Transport } from '../../transport/types.js';
 import type { Target } from '../../transport/transport-selector.js';
 import { DialogUsageManager } from '../../tu/dum/dialog-usage-manager.js';
 import type { StoredBinding } from '../../tu/dum/location-store.js';
-import { acceptsType } from '../../tu/dum/media-types.js';
+import { acceptsType, mediaTypeOf } from '../../tu/dum/media-types.js';
 import type { Answer, IncomingMessage } from '../../tu/dum/pager.js';
 import { Registrar } from '../../tu/dum/registrar.js';
 import { parseNameAddr } from '../../message/name-addr.js';
@@ -155,7 +155,7 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
 
     let messageId: string | undefined;
     let notify = false;
-    if (mediaType(contentType) === 'message/cpim') {
+    if (mediaTypeOf(contentType) === 'message/cpim') {
       try {
         const cpim = parseCpim(request.body);
         if (cpim.contentType !== undefined && !acceptsType(this.config.acceptedTypes, cpim.contentType)) return { status: 415, headers: accept };
@@ -224,7 +224,7 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
       return;
     }
     let sentAt = new Date(message.receivedAt);
-    if (mediaType(message.contentType) === 'message/cpim') {
+    if (mediaTypeOf(message.contentType) === 'message/cpim') {
       try {
         const dateTime = cpimHeader(parseCpim(message.body).headers, 'DateTime');
         if (dateTime && !Number.isNaN(Date.parse(dateTime))) sentAt = new Date(dateTime);
@@ -294,10 +294,6 @@ function flowTarget(binding: StoredBinding): Target | undefined {
   if (!flow) return undefined;
   if (binding.regId !== undefined || flow.protocol === 'udp') return { protocol: flow.protocol, address: flow.address, port: flow.port };
   return undefined;
-}
-
-function mediaType(contentType: string): string {
-  return contentType.split(';')[0]!.trim().toLowerCase();
 }
 
 function safeAor(text: string): Aor | undefined {

@@ -253,8 +253,7 @@ export class SqliteStore implements LocationStore {
 
   /** Up to `limit` committed messages of the recipient after the device's cursor, in log order. */
   pending(recipient: Aor, device: string, limit: number): StoredMessage[] {
-    this.ensureOpen();
-    return this.statements.pending.all(recipient, this.cursor(recipient, device), limit).map(toStoredMessage);
+    return this.after(recipient, this.cursor(recipient, device), limit);
   }
 
   /** Up to `limit` committed messages of the recipient with ids above `afterId`, in log order. */

@@ -4,7 +4,12 @@
  */
 export function acceptsType(types: readonly string[], contentType: string | undefined): boolean {
   if (contentType === undefined) return true;
-  const media = contentType.split(';')[0]!.trim().toLowerCase();
+  const media = mediaTypeOf(contentType);
   const slash = media.indexOf('/');
   return types.some((t) => t === '*/*' || t === media || (t.endsWith('/*') && t.slice(0, -1) === media.slice(0, slash + 1)));
+}
+
+/** The media type of a Content-Type, lower-cased, without parameters (`text/plain`). */
+export function mediaTypeOf(contentType: string): string {
+  return contentType.split(';')[0]!.trim().toLowerCase();
 }
