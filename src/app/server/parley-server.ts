@@ -20,6 +20,8 @@ import { SqliteStore, type StoredMessage } from '../store/sqlite-store.js';
 import { StoreError } from '../store/store-error.js';
 import { AccountCredentials, DomainAuthenticators } from './accounts.js';
 import { DeliveryScheduler } from './delivery.js';
+import { Federation, type NetworkView } from '../federation/federation.js';
+import { NETWORK_TYPE } from '../federation/documents.js';
 import { databasePath, resolveConfig, type ServerConfig } from './server-config.js';
 
 export interface ParleyServerEvents {
@@ -51,6 +53,12 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
   private readonly domains: Set<string>;
   private readonly authenticators: DomainAuthenticators;
   private readonly delivery: DeliveryScheduler;
+  /** The Parley network: links, routes, forwarding (docs/federation.md). */
+  readonly federation: Federation;
+  /** Foreign recipients with a relay courier: their messages go to the next hop. */
+  private readonly relayed = new Set<Aor>();
+  /** Peers, a network secret or discovery: MESSAGEs from other domains must come from a server. */
+  private readonly federated: boolean;
   private purgeTimer: ReturnType<SipStack['timers']['schedule']> | undefined;
   private stopping: Promise<void> | undefined;
 
@@ -63,9 +71,11 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
   ) {
     super();
     this.domains = new Set(config.domains);
+    this.federated = config.peers.length > 0 || config.federationSecret !== undefined || config.discovery !== false;
+    this.federation = new Federation(config, dum, stack.timers, logger, config.advertise ?? advertisedUri(stack.transports));
     this.authenticators = new DomainAuthenticators(config.domains, new AccountCredentials(store));
     this.registrar = new Registrar(dum, { domains: config.domains, store, authenticator: this.authenticators });
-    this.delivery = new DeliveryScheduler(store, stack.timers, (message, binding) => this.sendToDevice(message, binding), {
+    this.delivery = new DeliveryScheduler(store, stack.timers, (message, binding) => (binding === RELAY ? this.federation.forward(message) : this.sendToDevice(message, binding)), {
       window: config.deliveryWindow,
       retryMs: config.deliveryRetryMs,
     });
@@ -76,12 +86,33 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
       this.emit('bindings', aor, bindings.length);
     });
     this.delivery.on('delivered', (message, device, first) => {
+      // Handed to the next hop is not delivered: the recipient's home notifies when a device takes it.
+      if (device === RELAY.instance) return;
       this.emit('delivered', message, device);
       if (first && message.notify) void this.notifyDelivered(message);
     });
-    this.delivery.on('refused', (message, device, status) => this.logger.warn(`message ${message.id} for ${displayAor(message.recipient)} refused by ${device} with ${status}; skipped for that device`));
+    this.delivery.on('refused', (message, device, status) =>
+      this.logger.warn(`message ${message.id} for ${displayAor(message.recipient)} refused by ${device === RELAY.instance ? 'the next hop' : device} with ${status}; ${device === RELAY.instance ? 'dropped' : 'skipped for that device'}`),
+    );
     this.delivery.on('retrying', (recipient, device, status, delay) => this.logger.info(`delivery to ${device} (${displayAor(recipient)}) failed with ${status}; next try in ${Math.round(delay / 1000)} s`));
+    this.federation.on('route', (domain, nextHop) => {
+      // A way opened (or changed): whatever waits for that domain goes now, not at its backoff.
+      if (nextHop !== undefined) for (const recipient of this.relayed) if (splitAor(recipient).domain === domain) this.delivery.update(recipient, [RELAY]);
+    });
     dum.onMessage((message) => this.receive(message));
+    dum.onOptions((request) => {
+      // The admin view (docs/federation.md): asked for by type, and only from this machine.
+      const accept = request.message.header('accept') ?? '';
+      if (!accept.toLowerCase().includes(NETWORK_TYPE) || !isLoopback(request.source.address)) return undefined;
+      return { body: JSON.stringify(this.networkView()), contentType: NETWORK_TYPE };
+    });
+  }
+
+  /** Neighbours, routes and what waits for a next hop (`parley network`). */
+  networkView(): NetworkView {
+    let relaying = 0;
+    for (const recipient of this.relayed) relaying += this.store.unacknowledged(recipient);
+    return { ...this.federation.view(), relaying };
   }
 
   /** Opens the store, binds the listen addresses, and resumes delivery to the devices still registered. */
@@ -102,6 +133,12 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
     const server = new ParleyServer(resolved, store, stack, dum, logger);
     await server.resume();
     server.schedulePurge();
+    try {
+      await server.federation.start();
+    } catch (error) {
+      await server.stop();
+      throw error;
+    }
     return server;
   }
 
@@ -113,6 +150,8 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.purgeTimer?.cancel();
+      // Neighbours hear that we go (their routes through us are withdrawn at once).
+      await this.federation.stop();
       this.delivery.stop();
       this.registrar.close();
       await this.stack.stop();
@@ -133,7 +172,16 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
       return { status: 400, reason: 'From is not an address of the form user@domain' };
     }
     const senderDomain = splitAor(sender).domain;
-    if (this.domains.has(senderDomain)) {
+    /** The neighbour that handed it to us (docs/federation.md), or undefined for a user. */
+    let peer: string | undefined;
+    if (this.federated && (this.federation.hasPeerCredentials(request) || !this.domains.has(senderDomain))) {
+      // A server speaking: only with the link's secret (docs/federation.md "Authentication").
+      if (this.domains.has(senderDomain) || !this.config.acceptForeign || this.federation.hasPeerCredentials(request)) {
+        const outcome = await this.federation.authenticatePeer(request);
+        if (!outcome.ok) return outcome.response;
+        peer = outcome.name;
+      }
+    } else if (this.domains.has(senderDomain)) {
       // Every MESSAGE from one of our users is authenticated, and only as themselves (docs/server.md).
       const outcome = await this.authenticators.authenticate(request);
       if (!outcome.ok) return outcome.response;
@@ -141,13 +189,31 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
     } else if (!this.config.acceptForeign) {
       return { status: 403, reason: `Senders of ${senderDomain} are not accepted here` };
     }
+    const path = peer !== undefined ? parsePath(request.header('parley-path')) : [];
+    // RFC 3261 §16.3 item 4, RFC 5393: a message that has been here before is in a loop.
+    if (path.some((server) => this.domains.has(server))) return { status: 482, reason: 'Loop Detected' };
+    if (peer !== undefined && this.domains.has(senderDomain)) return { status: 403, reason: `${peer} may not send as ${displayAor(sender)}` };
     try {
       recipient = aorOf(request.requestUri.toString());
     } catch {
       return { status: 404, reason: 'No such user' };
     }
-    if (!this.domains.has(splitAor(recipient).domain)) return { status: 404, reason: 'No route to domain' };
-    if (!this.store.account(recipient)) return { status: 404, reason: 'No such user' };
+    const recipientDomain = splitAor(recipient).domain;
+    const local = this.domains.has(recipientDomain);
+    const maxForwards = Math.min(request.maxForwards ?? this.config.maxForwards, peer !== undefined ? Number.MAX_SAFE_INTEGER : this.config.maxForwards);
+    if (local) {
+      if (!this.store.account(recipient)) return { status: 404, reason: 'No such user' };
+    } else {
+      // We relay only for our users and our neighbours: an anonymous foreign sender may only reach us.
+      if (peer === undefined && !this.domains.has(senderDomain)) return { status: 403, reason: 'Relaying denied' };
+      // RFC 3261 §16.3 item 3: no hops left to forward it.
+      if (maxForwards <= 0) return { status: 483, reason: 'Too Many Hops' };
+      if (!this.federation.accepts(recipientDomain)) {
+        // To a neighbour, a route it saw from us that is gone for now: it keeps the message and retries.
+        if (peer !== undefined) return { status: 480, reason: 'No route to domain', headers: { 'Retry-After': '5' } };
+        return { status: 404, reason: 'No route to domain' };
+      }
+    }
     if (request.body.length > this.config.maxMessageBytes) return { status: 413, reason: `Message body over ${this.config.maxMessageBytes} bytes` };
     const contentType = request.contentType ?? 'text/plain';
     const accept = { Accept: this.config.acceptedTypes.join(', ') };
@@ -171,17 +237,19 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
     }
     // Without a CPIM Message-ID the request itself names the message: a retransmission, or a
     // replay of the same request after a restart, is the same message.
+    if (peer !== undefined) messageId = relayedMessageId(request.header('parley-message-id')) ?? messageId;
     messageId ??= `sip-${createHash('sha256').update(`${request.callId}\n${request.cseq.seq}\n${request.from.tag ?? ''}`).digest('hex').slice(0, 32)}`;
 
     if (this.store.stored(recipient) >= this.config.maxStoredPerUser)
       return { status: 480, reason: 'Mailbox full', headers: { 'Retry-After': '60' } };
     if (this.store.commitBacklog >= this.config.maxCommitBacklog) return { status: 503, reason: 'Store busy', headers: { 'Retry-After': '1' } };
     try {
-      const fresh = { recipient, sender, messageId, contentType, body: request.body, receivedAt: Date.now(), notify };
+      const fresh = { recipient, sender, messageId, contentType, body: request.body, receivedAt: Date.now(), notify, path, maxForwards };
       const stored = await this.store.append(fresh);
       if (!stored.duplicate) {
         this.emit('stored', { ...fresh, id: stored.id });
-        this.delivery.kick(recipient);
+        if (local) this.delivery.kick(recipient);
+        else this.relay(recipient);
       }
     } catch (error) {
       if (error instanceof StoreError) {
@@ -192,6 +260,15 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
     }
     // RFC 3428 §7: 202 — accepted for delivery, not yet delivered to the final recipient.
     return 202;
+  }
+
+  /** A foreign recipient's log goes to the next hop, by a courier like a device's (docs/federation.md). */
+  private relay(recipient: Aor): void {
+    if (!this.relayed.has(recipient)) {
+      this.relayed.add(recipient);
+      this.delivery.update(recipient, [RELAY]);
+    }
+    this.delivery.kick(recipient);
   }
 
   // ---- delivery ---------------------------------------------------------------------------------
@@ -219,8 +296,9 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
    * positive delivery notification; the notification goes into the sender's log like any message.
    */
   private async notifyDelivered(message: StoredMessage): Promise<void> {
-    if (!this.store.account(message.sender)) {
-      this.logger.info(`delivery notification for ${displayAor(message.sender)} not sent: not a user here`);
+    const home = this.domains.has(splitAor(message.sender).domain);
+    if (home ? !this.store.account(message.sender) : !this.federation.accepts(splitAor(message.sender).domain)) {
+      this.logger.info(`delivery notification for ${displayAor(message.sender)} not sent: ${home ? 'not a user here' : 'no route to its domain'}`);
       return;
     }
     let sentAt = new Date(message.receivedAt);
@@ -244,8 +322,10 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
       content: formatDeliveryNotification({ messageId: message.messageId, dateTime: sentAt, recipient: message.recipient, status: 'delivered' }),
     });
     try {
-      await this.store.append({ recipient: message.sender, sender: message.recipient, messageId, contentType: 'message/cpim', body, receivedAt: now.getTime(), notify: false });
-      this.delivery.kick(message.sender);
+      await this.store.append({ recipient: message.sender, sender: message.recipient, messageId, contentType: 'message/cpim', body, receivedAt: now.getTime(), notify: false, maxForwards: this.config.maxForwards });
+      // Back the way messages go: to the sender's devices here, or through the network to its home.
+      if (home) this.delivery.kick(message.sender);
+      else this.relay(message.sender);
     } catch (error) {
       this.logger.error(`delivery notification for ${displayAor(message.sender)} not stored: ${String(error)}`);
     }
@@ -262,6 +342,8 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
       if (reachable.length !== all.length) await this.store.put(aor, reachable);
       this.delivery.update(aor, await this.registrar.lookup(aor));
     }
+    // Messages still waiting for a next hop from before the restart.
+    for (const recipient of this.store.recipients()) if (!this.domains.has(splitAor(recipient).domain)) this.relay(recipient);
   }
 
   private schedulePurge(): void {
@@ -302,4 +384,37 @@ function safeAor(text: string): Aor | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The courier target of a foreign recipient: not a device, the next hop (docs/federation.md).
+ * It never expires; the cursor under its name moves when the next hop answers 2xx.
+ */
+const RELAY: StoredBinding = { contact: 'parley:relay', instance: 'parley:relay', expiresAt: Number.MAX_SAFE_INTEGER, callId: '', cseq: 0, params: {} };
+
+/** `Parley-Path: a.example, b.example` → the servers, lower-cased. */
+function parsePath(header: string | undefined): string[] {
+  if (header === undefined) return [];
+  return header
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter((s) => s.length > 0);
+}
+
+/** A neighbour's Parley-Message-ID, when it is one we can key on. */
+function relayedMessageId(header: string | undefined): string | undefined {
+  const id = header?.trim();
+  return id !== undefined && id.length > 0 && id.length <= 256 && !/[\s]/.test(id) ? id : undefined;
+}
+
+function isLoopback(address: string): boolean {
+  return address.startsWith('127.') || address === '::1' || address.startsWith('::ffff:127.');
+}
+
+/** The URI neighbours reach us at: the first stream listener, else the first one. */
+function advertisedUri(transports: readonly Transport[]): string {
+  const chosen = transports.find((t) => t.protocol === 'tcp') ?? transports.find((t) => t.protocol === 'tls') ?? transports[0]!;
+  const host = chosen.local.address.includes(':') ? `[${chosen.local.address}]` : chosen.local.address;
+  const scheme = chosen.protocol === 'tls' ? 'sips' : 'sip';
+  return `${scheme}:${host}:${chosen.local.port}${chosen.protocol === 'udp' || chosen.protocol === 'tls' ? '' : `;transport=${chosen.protocol}`}`;
 }

@@ -31,7 +31,46 @@ export interface ServerConfig {
   deliveryRetryMs: [number, number];
   /** MESSAGEs in flight to one device at a time, sent in log order (1: each waits for the previous 2xx). */
   deliveryWindow: number;
+
+  // ---- federation (docs/federation.md) ----
+  /** Neighbours we link to. */
+  peers: PeerConfig[];
+  /** The network's shared secret: for peers without their own, and for neighbours that link in unconfigured. */
+  federationSecret?: string;
+  /** An OPTIONS to every linked neighbour this often. */
+  pingIntervalMs: number;
+  /** Unanswered pings in a row that take a link down. */
+  pingMisses: number;
+  /** A down or refused link is tried again after this, doubling to the cap (ms). */
+  linkRetryMs: [number, number];
+  /** Max-Forwards of a MESSAGE a local user sends, when theirs is higher. */
+  maxForwards: number;
+  /** Static routes: domain → neighbour name, used when nothing is learned for the domain. */
+  routes: Record<string, string>;
+  /** No route to a domain → RFC 3263 DNS for it (else 404). */
+  dnsFallback: boolean;
+  /** Our URI for neighbours; default from the first tcp, tls or udp listener. */
+  advertise?: string;
+  /** Multicast discovery (seed 002's HELLO), or false. */
+  discovery: DiscoveryConfig | false;
 }
+
+/** A neighbour: its name (first domain), where it listens, and the link's secret. */
+export interface PeerConfig {
+  domain: string;
+  uri: string;
+  secret?: string;
+}
+
+export interface DiscoveryConfig {
+  group: string;
+  port: number;
+  interface: string;
+  intervalMs: number;
+}
+
+/** `--discover` without more: SIP's multicast group (RFC 3261 §10.2.6: "sip.mcast.net (224.0.1.75)"). */
+export const DEFAULT_DISCOVERY: Readonly<DiscoveryConfig> = Object.freeze({ group: '224.0.1.75', port: 5060, interface: '127.0.0.1', intervalMs: 30_000 });
 
 const defaults: ServerConfig = {
   domains: ['localhost'],
@@ -45,10 +84,19 @@ const defaults: ServerConfig = {
   acceptForeign: false,
   deliveryRetryMs: [1000, 300_000],
   deliveryWindow: 32,
+  peers: [],
+  pingIntervalMs: 5000,
+  pingMisses: 3,
+  linkRetryMs: [1000, 60_000],
+  maxForwards: 70,
+  routes: {},
+  dnsFallback: false,
+  discovery: false,
 };
 export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze(defaults);
 
-const KEYS = new Set<string>(['domains', 'listen', 'data', 'tls', ...Object.keys(DEFAULT_CONFIG)]);
+const KEYS = new Set<string>(['domains', 'listen', 'data', 'tls', 'federationSecret', 'advertise', ...Object.keys(DEFAULT_CONFIG)]);
+const DOMAIN = /^[a-z0-9.-]+$|^\[[0-9a-f:.]+\]$/;
 
 /** The defaults, then `base` (a config file's object), each field checked. */
 export function resolveConfig(base: Partial<ServerConfig> = {}): ServerConfig {
@@ -63,7 +111,7 @@ export function resolveConfig(base: Partial<ServerConfig> = {}): ServerConfig {
   list('listen');
   list('acceptedTypes');
   config.domains = config.domains.map((d) => d.toLowerCase());
-  for (const domain of config.domains) if (!/^[a-z0-9.-]+$|^\[[0-9a-f:.]+\]$/.test(domain)) throw new ConfigError('CONFIG_INVALID', `"${domain}" is not a domain name`);
+  for (const domain of config.domains) if (!DOMAIN.test(domain)) throw new ConfigError('CONFIG_INVALID', `"${domain}" is not a domain name`);
   if (typeof config.data !== 'string' || config.data === '') throw new ConfigError('CONFIG_INVALID', '"data" must be a directory path');
   const positive = (name: keyof ServerConfig, integer = true): void => {
     const value = config[name];
@@ -78,9 +126,60 @@ export function resolveConfig(base: Partial<ServerConfig> = {}): ServerConfig {
   const retry = config.deliveryRetryMs as unknown;
   if (!Array.isArray(retry) || retry.length !== 2 || !retry.every((v) => typeof v === 'number' && v > 0) || retry[0] > retry[1])
     throw new ConfigError('CONFIG_INVALID', '"deliveryRetryMs" must be [first, cap] in ms with first <= cap');
+  checkFederation(config);
   if (config.tls !== undefined && (typeof config.tls.cert !== 'string' || typeof config.tls.key !== 'string'))
     throw new ConfigError('CONFIG_INVALID', '"tls" must be { "cert": FILE, "key": FILE }');
   return config;
+}
+
+function checkFederation(config: ServerConfig): void {
+  const invalid = (why: string): never => {
+    throw new ConfigError('CONFIG_INVALID', why);
+  };
+  if (config.federationSecret !== undefined && (typeof config.federationSecret !== 'string' || config.federationSecret === '')) invalid('"federationSecret" must be a non-empty string');
+  if (!Array.isArray(config.peers)) invalid('"peers" must be a list of { "domain", "uri", "secret" }');
+  config.peers = config.peers.map((peer) => {
+    if (typeof peer !== 'object' || peer === null || typeof peer.domain !== 'string' || typeof peer.uri !== 'string') invalid('each of "peers" must be { "domain": NAME, "uri": SIP-URI, "secret"?: S }');
+    const domain = peer.domain.toLowerCase();
+    if (!DOMAIN.test(domain)) invalid(`peer "${peer.domain}" is not a domain name`);
+    if (config.domains.includes(domain)) invalid(`peer "${domain}" is one of our own domains`);
+    if (!/^sips?:/i.test(peer.uri)) invalid(`peer ${domain}: "${peer.uri}" is not a sip: or sips: URI`);
+    if (peer.secret !== undefined && (typeof peer.secret !== 'string' || peer.secret === '')) invalid(`peer ${domain}: "secret" must be a non-empty string`);
+    if (peer.secret === undefined && config.federationSecret === undefined) invalid(`peer ${domain} has no secret: give it one, or set "federationSecret" (--secret)`);
+    return { domain, uri: peer.uri, ...(peer.secret !== undefined ? { secret: peer.secret } : {}) };
+  });
+  const names = config.peers.map((p) => p.domain);
+  if (new Set(names).size !== names.length) invalid('a peer is listed twice');
+  const positive = (name: 'pingIntervalMs' | 'pingMisses' | 'maxForwards'): void => {
+    const value = config[name];
+    if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) invalid(`"${name}" must be a positive integer`);
+  };
+  positive('pingIntervalMs');
+  positive('pingMisses');
+  positive('maxForwards');
+  const retry = config.linkRetryMs as unknown;
+  if (!Array.isArray(retry) || retry.length !== 2 || !retry.every((v) => typeof v === 'number' && v > 0) || retry[0] > retry[1])
+    invalid('"linkRetryMs" must be [first, cap] in ms with first <= cap');
+  if (typeof config.routes !== 'object' || config.routes === null || Array.isArray(config.routes)) invalid('"routes" must be an object of domain: neighbour');
+  config.routes = Object.fromEntries(
+    Object.entries(config.routes).map(([domain, via]) => {
+      if (!DOMAIN.test(domain.toLowerCase()) || typeof via !== 'string' || !DOMAIN.test(via.toLowerCase())) invalid(`route "${domain}" → "${String(via)}" is not domain → neighbour`);
+      return [domain.toLowerCase(), via.toLowerCase()];
+    }),
+  );
+  if (typeof config.dnsFallback !== 'boolean') invalid('"dnsFallback" must be true or false');
+  if (config.advertise !== undefined && (typeof config.advertise !== 'string' || !/^sips?:/i.test(config.advertise))) invalid('"advertise" must be a sip: URI');
+  const discovery = config.discovery as unknown;
+  if (discovery === true) config.discovery = { ...DEFAULT_DISCOVERY };
+  else if (discovery !== false) {
+    if (typeof discovery !== 'object' || discovery === null) invalid('"discovery" must be false, true or { group, port, interface, intervalMs }');
+    const merged = { ...DEFAULT_DISCOVERY, ...(discovery as Partial<DiscoveryConfig>) };
+    if (!/^2(2[4-9]|3\d)\./.test(merged.group)) invalid(`discovery group "${merged.group}" is not an IPv4 multicast address`);
+    if (!Number.isInteger(merged.port) || merged.port <= 0 || merged.port > 65535) invalid('discovery "port" must be a UDP port');
+    if (!Number.isInteger(merged.intervalMs) || merged.intervalMs <= 0) invalid('discovery "intervalMs" must be a positive integer');
+    if (config.federationSecret === undefined) invalid('discovery needs "federationSecret" (--secret): discovered neighbours authenticate with it');
+    config.discovery = merged;
+  }
 }
 
 /** The database file inside a data directory (the server and `parley user` open the same one). */

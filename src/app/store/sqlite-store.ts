@@ -27,6 +27,10 @@ export interface NewMessage {
   receivedAt: number;
   /** The sender asked for a positive delivery notification (RFC 5438 §6.3 Disposition-Notification). */
   notify: boolean;
+  /** Servers that stored it before us, first to last (federation: docs/federation.md); empty when it came from a user. */
+  path?: string[];
+  /** Max-Forwards it arrived with (RFC 3261 §16.6 item 3: decremented when forwarded); 70 when absent. */
+  maxForwards?: number;
 }
 
 export interface StoredMessage extends NewMessage {
@@ -55,6 +59,8 @@ interface MessageRow {
   body: Buffer;
   received_at: number;
   notify: number;
+  path: string;
+  max_forwards: number;
 }
 
 const SCHEMA = `
@@ -89,6 +95,9 @@ CREATE TABLE IF NOT EXISTS devices (
   PRIMARY KEY (recipient, device)
 );
 `;
+
+/** RFC 3261 §8.1.1.6: "a UAC MUST insert a Max-Forwards header field … SHOULD be 70". */
+const DEFAULT_MAX_FORWARDS = 70;
 
 /** How long acknowledgements alone wait to share a commit with other writes. */
 const ACK_COMMIT_DELAY_MS = 5;
@@ -133,9 +142,10 @@ export class SqliteStore implements LocationStore {
     // Another process (`parley user add` while the server runs) may hold the lock briefly.
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(SCHEMA);
+    this.migrate();
     this.statements = {
       insertMessage: this.db.prepare(
-        'INSERT OR IGNORE INTO messages (recipient, sender, message_id, content_type, body, received_at, notify) VALUES (?, ?, ?, ?, ?, ?, ?)',
+        'INSERT OR IGNORE INTO messages (recipient, sender, message_id, content_type, body, received_at, notify, path, max_forwards) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
       ),
       messageIdOf: this.db.prepare<[string, string, string], { id: number }>('SELECT id FROM messages WHERE recipient = ? AND sender = ? AND message_id = ?'),
       pending: this.db.prepare<[string, number, number], MessageRow>('SELECT * FROM messages WHERE recipient = ? AND id > ? ORDER BY id LIMIT ?'),
@@ -153,6 +163,7 @@ export class SqliteStore implements LocationStore {
       putBindings: this.db.prepare('INSERT INTO bindings (aor, list) VALUES (?, ?) ON CONFLICT (aor) DO UPDATE SET list = excluded.list'),
       deleteBindings: this.db.prepare('DELETE FROM bindings WHERE aor = ?'),
       account: this.db.prepare<[string], { aor: string; hashes: string; created_at: number }>('SELECT * FROM accounts WHERE aor = ?'),
+      recipients: this.db.prepare<[], { recipient: string }>('SELECT DISTINCT recipient FROM messages'),
       countStored: this.db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM messages WHERE recipient = ?'),
     };
   }
@@ -333,6 +344,12 @@ export class SqliteStore implements LocationStore {
     return this.statements.countAfter.get(recipient, low)!.n + queued;
   }
 
+  /** Every recipient with a message kept (after a restart: the foreign ones are relayed again). */
+  recipients(): Aor[] {
+    this.ensureOpen();
+    return this.statements.recipients.all().map((r) => r.recipient as Aor);
+  }
+
   /**
    * Deletes messages every known device of their recipient acknowledged, messages stored more than
    * `retentionMs` ago (acknowledged or not), and devices not seen for as long. Returns the number
@@ -412,6 +429,8 @@ export class SqliteStore implements LocationStore {
             message.body,
             message.receivedAt,
             message.notify ? 1 : 0,
+            (message.path ?? []).join(' '),
+            message.maxForwards ?? DEFAULT_MAX_FORWARDS,
           );
           if (info.changes > 0) results.push({ id: Number(info.lastInsertRowid), duplicate: false });
           else results.push({ id: this.statements.messageIdOf.get(message.recipient, message.sender, message.messageId)!.id, duplicate: true });
@@ -444,6 +463,13 @@ export class SqliteStore implements LocationStore {
     for (const waiter of waiters) waiter.resolve();
   }
 
+  /** Databases made before federation lack the relay columns (docs/federation.md): added in place. */
+  private migrate(): void {
+    const columns = new Set(this.db.prepare<[], { name: string }>('PRAGMA table_info(messages)').all().map((c) => c.name));
+    if (!columns.has('path')) this.db.exec("ALTER TABLE messages ADD COLUMN path TEXT NOT NULL DEFAULT ''");
+    if (!columns.has('max_forwards')) this.db.exec(`ALTER TABLE messages ADD COLUMN max_forwards INTEGER NOT NULL DEFAULT ${DEFAULT_MAX_FORWARDS}`);
+  }
+
   private ensureOpen(): void {
     if (this.closed) throw new StoreError('STORE_CLOSED', 'the store is closed');
   }
@@ -459,5 +485,7 @@ function toStoredMessage(row: MessageRow): StoredMessage {
     body: row.body,
     receivedAt: row.received_at,
     notify: row.notify === 1,
+    path: row.path === '' ? [] : row.path.split(' '),
+    maxForwards: row.max_forwards,
   };
 }

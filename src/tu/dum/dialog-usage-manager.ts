@@ -111,6 +111,7 @@ export class DialogUsageManager extends EventEmitter<DumEvents> implements Trans
   private readonly inviteServers = new Map<ServerTransaction, ServerInviteSession>();
   private readonly usages = new Set<ClosableUsage>();
   private messageHandler: ((message: IncomingMessage) => Answer | Promise<Answer>) | undefined;
+  private optionsBody: ((request: ServerRequest) => { body: string | Uint8Array; contentType: string } | undefined) | undefined;
   private inviteHandler: ((session: ServerInviteSession) => void | Promise<void>) | undefined;
   private registerHandler: ((request: ServerRequest) => void | Promise<void>) | undefined;
   private readonly subscribeHandlers = new Map<string, (subscription: ServerSubscription) => void | Promise<void>>();
@@ -195,6 +196,11 @@ export class DialogUsageManager extends EventEmitter<DumEvents> implements Trans
 
   onSubscribe(eventPackage: string, handler: (subscription: ServerSubscription) => void | Promise<void>): void {
     this.subscribeHandlers.set(eventPackage.toLowerCase(), handler);
+  }
+
+  /** A body for the answer to an out-of-dialog OPTIONS (RFC 3261 §11.2), or undefined for none. */
+  onOptions(handler: (request: ServerRequest) => { body: string | Uint8Array; contentType: string } | undefined): void {
+    this.optionsBody = handler;
   }
 
   onOutOfDialog(method: string, handler: (request: ServerRequest) => void | Promise<void>): void {
@@ -429,9 +435,12 @@ export class DialogUsageManager extends EventEmitter<DumEvents> implements Trans
   }
 
   private answerOptions(request: ServerRequest): void {
-    // §11.2: the answer to OPTIONS lists what we can do; "Contact header fields MAY be present".
+    // §11.2: the answer to OPTIONS lists what we can do; "Contact header fields MAY be present",
+    // and "Message bodies … MAY be present": the application may describe itself (optionsBody).
+    const content = this.optionsBody?.(request);
     request.respond(200, undefined, {
       headers: { Allow: this.allowList(), Accept: this.acceptList(), Supported: DUM_EXTENSIONS.join(', '), 'Accept-Encoding': 'identity', 'Accept-Language': 'en' },
+      ...(content ? { body: content.body, contentType: content.contentType } : {}),
     });
   }
 

@@ -86,6 +86,16 @@ export class DigestClient {
     this.credentials = credentials.map((c) => ({ ...c }));
   }
 
+  /** Adds (or, for the same username and realm, replaces) a credential: a link configured at run time. */
+  setCredential(credential: Credential): void {
+    if (!isQuotable(credential.username) || (credential.realm !== undefined && !isQuotable(credential.realm))) {
+      throw new DigestError('DIGEST_BAD_CONFIG', 'a credential username or realm cannot contain CR or LF');
+    }
+    const index = this.credentials.findIndex((c) => c.realm === credential.realm && c.username === credential.username);
+    if (index >= 0) this.credentials.splice(index, 1);
+    this.credentials.push({ ...credential });
+  }
+
   /**
    * The request to send after `challenge` (a 401 or 407, or any response carrying challenges):
    * a clone of `request` with CSeq + 1 (RFC 3261 §22.2), a new top Via branch (a new transaction,

@@ -106,10 +106,12 @@ export class ServerSubscription extends EventEmitter<ServerSubscriptionEvents> i
     void this.notify(this.last).catch(() => undefined);
   }
 
-  reject(status = 403, reason?: string): void {
+  /** Refuses with a status, or with a whole response (an authenticator's 401 challenge). */
+  reject(status: number | SipMessage = 403, reason?: string): void {
     if (this.currentState !== 'offered') throw new DumError('DUM_BAD_STATE', `the subscription is already ${this.currentState}`);
     this.currentState = 'terminated';
-    this.dum.answer(this.server, status, reason);
+    if (typeof status === 'number') this.dum.answer(this.server, status, reason);
+    else this.server.send(status);
   }
 
   /** Sends a NOTIFY with the state and the time left; resolves with its final response. */

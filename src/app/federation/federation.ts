@@ -1,0 +1,355 @@
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'eventemitter3';
+import { createResponse } from '../../message/builder.js';
+import type { SipMessage } from '../../message/sip-message.js';
+import type { CredentialStore } from '../../tu/dum/credential-store.js';
+import { digestHa1, type DigestAlgorithm } from '../../tu/dum/digest.js';
+import { DigestAuthenticator } from '../../tu/dum/digest-authenticator.js';
+import type { DialogUsageManager } from '../../tu/dum/dialog-usage-manager.js';
+import type { ServerSubscription } from '../../tu/dum/server-subscription.js';
+import type { TimerQueue } from '../../util/timer-queue.js';
+import type { Logger } from '../logger.js';
+import { displayAor, splitAor } from '../store/aor.js';
+import type { StoredMessage } from '../store/sqlite-store.js';
+import type { PeerConfig, ServerConfig } from '../server/server-config.js';
+import { Discovery } from './discovery.js';
+import { DocumentError, formatRoutes, HELLO_TYPE, parseHello, ROUTES_EVENT, ROUTES_TYPE, type Hello } from './documents.js';
+import { PeerLink, type LinkOrigin, type LinkState } from './peer-link.js';
+import { RouteTable, type Advertised, type Route } from './route-table.js';
+
+export interface FederationEvents {
+  link: [name: string, state: LinkState];
+  /** The best route to a domain changed; undefined: withdrawn. */
+  route: [domain: string, nextHop: string | undefined, path: string[] | undefined];
+  /** The next hop answered 2xx: it has the message durably. */
+  forwarded: [message: StoredMessage, nextHop: string];
+}
+
+/** `parley network`'s view (docs/federation.md "The admin view"). */
+export interface NetworkView {
+  server: string;
+  domains: string[];
+  boot: string;
+  uri: string;
+  neighbours: Array<{ name: string; uri: string; state: LinkState; since: string; origin: LinkOrigin }>;
+  routes: Array<{ domain: string; nextHop: string | null; path: string[]; static?: boolean }>;
+  relaying: number;
+}
+
+/** The outcome of checking a request's server credentials. */
+export type PeerOutcome = { ok: true; name: string } | { ok: false; response: SipMessage };
+
+/** Statuses from a next hop after which another route is tried, and the message later retried. */
+const RETRY_ELSEWHERE = new Set([408, 480, 500, 503, 504]);
+/** A stop waits this long for each neighbour to take the link's end. */
+const STOP_BOUND_MS = 2000;
+
+/** What the notifier side keeps per neighbour subscribed to us. */
+interface Notifier {
+  subscription: ServerSubscription;
+  version: number;
+  /** What we told it last, per domain: the path joined, or '' for withdrawn. */
+  told: Map<string, string>;
+}
+
+/**
+ * A server's part of the Parley network (docs/federation.md): links to neighbours, the route
+ * table learned over them, the `parley-routes` notifier, server authentication, and forwarding
+ * stored messages to the next hop.
+ */
+export class Federation extends EventEmitter<FederationEvents> {
+  readonly name: string;
+  readonly boot = randomUUID();
+  readonly table: RouteTable;
+  private readonly links = new Map<string, PeerLink>();
+  private readonly notifiers = new Map<string, Notifier>();
+  private readonly configured: Map<string, PeerConfig>;
+  private readonly authenticator: DigestAuthenticator;
+  private discovery: Discovery | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly config: ServerConfig,
+    private readonly dum: DialogUsageManager,
+    private readonly timers: Pick<TimerQueue, 'schedule' | 'now'>,
+    private readonly logger: Logger,
+    readonly uri: string,
+  ) {
+    super();
+    this.name = config.domains[0]!;
+    this.table = new RouteTable(this.name, config.domains, config.routes);
+    this.configured = new Map(config.peers.map((p) => [p.domain, p]));
+    this.authenticator = new DigestAuthenticator({ realm: realmOf(this.name), credentials: new PeerCredentials(this), clock: { now: () => timers.now() } });
+    // A neighbour that is not configured answers with the network's secret (any realm of ours to come).
+    if (config.federationSecret !== undefined) dum.digest.setCredential({ username: this.name, password: config.federationSecret });
+  }
+
+  /** Serves `parley-routes`, links to the configured peers, and starts discovery. */
+  async start(): Promise<void> {
+    this.dum.onSubscribe(ROUTES_EVENT, (subscription) => this.onSubscribe(subscription));
+    for (const peer of this.config.peers) this.addPeer(peer);
+    if (this.config.discovery) {
+      this.discovery = new Discovery(this.config.discovery, () => this.hello());
+      this.discovery.on('hello', (hello) => this.onHello(hello));
+      await this.discovery.start();
+    }
+  }
+
+  /** Tears the links down: our subscriptions end, and neighbours subscribed to us are told we go. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.discovery?.stop();
+    const notifiers = [...this.notifiers.values()].map((n) => bounded(n.subscription.terminate('deactivated')));
+    this.notifiers.clear();
+    await Promise.all([...notifiers, ...[...this.links.values()].map((link) => link.stop(STOP_BOUND_MS))]);
+  }
+
+  /** Links to a neighbour now (configuration, an admin, a test). Known already: tried again at once. */
+  addPeer(peer: PeerConfig, origin: LinkOrigin = 'config'): void {
+    const name = peer.domain.toLowerCase();
+    if (this.stopped || this.table.isLocal(name)) return;
+    if (origin === 'config') this.configured.set(name, { ...peer, domain: name });
+    const secret = this.secretFor(name);
+    if (secret === undefined) {
+      this.logger.warn(`link ${name}: no secret for it (configure one, or set federationSecret)`);
+      return;
+    }
+    // Our credentials for its realm: the link's secret (RFC 7616: the realm names the protection space).
+    this.dum.digest.setCredential({ username: this.name, password: secret, realm: realmOf(name) });
+    const existing = this.links.get(name);
+    if (existing) {
+      if (existing.state !== 'up' && existing.state !== 'connecting') existing.connect();
+      return;
+    }
+    const link = new PeerLink(name, peer.uri, origin, this.dum, this.timers, () => this.hello(), {
+      pingIntervalMs: this.config.pingIntervalMs,
+      pingMisses: this.config.pingMisses,
+      retryMs: this.config.linkRetryMs,
+    });
+    this.links.set(name, link);
+    link.on('state', (state, detail) => this.onLinkState(link, state, detail));
+    link.on('routes', (document) => this.changed(this.table.learn(name, document.full, document.routes)));
+    this.logger.info(`link ${name}: connecting to ${peer.uri} (${origin})`);
+    link.connect();
+  }
+
+  /** The best route to a domain we do not serve. */
+  route(domain: string): Route | undefined {
+    return this.table.best(domain);
+  }
+
+  /** A MESSAGE for this domain can be taken: routed now, known from before, or DNS is allowed. */
+  accepts(domain: string): boolean {
+    return this.table.best(domain) !== undefined || this.table.isKnown(domain) || this.config.dnsFallback;
+  }
+
+  /** The link's state, for the server's intake and tests. */
+  linkState(name: string): LinkState | undefined {
+    return this.links.get(name)?.state;
+  }
+
+  /**
+   * Checks a server's digest credentials (docs/federation.md "Authentication"): realm
+   * `peers@<our name>`, username the neighbour's name. Our own names are never a neighbour's.
+   */
+  async authenticatePeer(request: SipMessage): Promise<PeerOutcome> {
+    const outcome = await this.authenticator.authenticate(request);
+    if (!outcome.ok) return { ok: false, response: outcome.response };
+    const name = outcome.username.toLowerCase();
+    if (this.table.isLocal(name)) return { ok: false, response: refusal(request, 403, `${name} is served here`) };
+    return { ok: true, name };
+  }
+
+  /** A request carries credentials for our peers realm (a server, not a user, is speaking). */
+  hasPeerCredentials(request: SipMessage): boolean {
+    const realm = realmOf(this.name);
+    return request.headers('authorization').some((value) => value.includes(`realm="${realm}"`));
+  }
+
+  /**
+   * Hands a stored message to the next hop (docs/federation.md "Hop-by-hop store-and-forward"):
+   * the best route first, then the next best through a neighbour not tried yet. Resolves with
+   * the status that decides the message's fate: 2xx forwarded, 408/480/5xx try again later,
+   * any other final status refused for good.
+   */
+  async forward(message: StoredMessage): Promise<number> {
+    const domain = splitAor(message.recipient).domain;
+    const routes = this.table.candidates(domain);
+    if (routes.length === 0) {
+      // RFC 3263 (docs/dns.md): the domain's own servers, found by DNS, when allowed.
+      if (this.config.dnsFallback) return this.send(message, undefined);
+      return 480;
+    }
+    let last = 480;
+    const tried = new Set<string>();
+    for (const route of routes) {
+      if (tried.has(route.nextHop)) continue;
+      tried.add(route.nextHop);
+      const link = this.links.get(route.nextHop);
+      if (!link || link.state !== 'up') continue;
+      last = await this.send(message, route.nextHop, link.uri);
+      if (last >= 200 && last < 300) return last;
+      if (!RETRY_ELSEWHERE.has(last)) return last;
+      this.logger.info(`forwarding to ${displayAor(message.recipient)} via ${route.nextHop} failed with ${last}; trying the next route`);
+    }
+    return last;
+  }
+
+  /** Links and routes; `relaying` (what waits for a next hop) is the server's to fill in. */
+  view(): NetworkView {
+    const routes: NetworkView['routes'] = this.config.domains.map((d) => ({ domain: d, nextHop: null, path: [this.name] }));
+    for (const route of this.table.routes()) routes.push({ domain: route.domain, nextHop: route.nextHop, path: route.path, ...(route.static ? { static: true } : {}) });
+    return {
+      server: this.name,
+      domains: [...this.config.domains],
+      boot: this.boot,
+      uri: this.uri,
+      neighbours: [...this.links.values()]
+        .sort((a, b) => a.name.localeCompare(b.name))
+        .map((l) => ({ name: l.name, uri: l.uri, state: l.state, since: l.since.toISOString(), origin: l.origin })),
+      routes,
+      relaying: 0,
+    };
+  }
+
+  // ---- the link's two sides ------------------------------------------------------------------
+
+  /** RFC 6665 §4.2.1: a neighbour subscribes to our routes. It must be a server with the secret. */
+  private async onSubscribe(subscription: ServerSubscription): Promise<void> {
+    const request = subscription.request;
+    const outcome = await this.authenticatePeer(request);
+    if (!outcome.ok) return subscription.reject(outcome.response);
+    const name = outcome.name;
+    let hello: Hello;
+    try {
+      if (!(request.contentType ?? '').toLowerCase().startsWith(HELLO_TYPE)) throw new DocumentError('FEDERATION_BAD_DOCUMENT', `the SUBSCRIBE must carry ${HELLO_TYPE}`);
+      hello = parseHello(request.body);
+    } catch (error) {
+      if (!(error instanceof DocumentError)) throw error;
+      return subscription.reject(400, error.message.slice(0, 100));
+    }
+    if (hello.server !== name) return subscription.reject(403, `authenticated as ${name}, not ${hello.server}`);
+    if (this.stopped) return subscription.reject(503);
+
+    const previous = this.notifiers.get(name);
+    const notifier: Notifier = { subscription, version: 1, told: new Map() };
+    this.notifiers.set(name, notifier);
+    if (previous && previous.subscription !== subscription) void bounded(previous.subscription.terminate('deactivated'));
+    subscription.on('terminated', () => {
+      if (this.notifiers.get(name) === notifier) this.notifiers.delete(name);
+    });
+    const routes = this.table.fullAdvertisementFor(name);
+    for (const r of routes) notifier.told.set(r.domain, r.path!.join(' '));
+    subscription.accept({ body: this.document(1, true, routes), contentType: ROUTES_TYPE });
+
+    // The other direction: link back (an unconfigured or discovered neighbour joins this way);
+    // a new boot id means it restarted and our old subscription to it is gone with its memory.
+    const link = this.links.get(name);
+    if (!link) this.addPeer({ domain: name, uri: hello.uri }, this.configured.has(name) ? 'config' : 'inbound');
+    else if (link.state === 'down' || link.state === 'refused' || (link.boot !== undefined && link.boot !== hello.boot)) link.connect();
+  }
+
+  private onHello(hello: Hello): void {
+    if (this.stopped || this.links.has(hello.server) || this.table.isLocal(hello.server)) return;
+    this.logger.info(`discovered ${hello.server} at ${hello.uri}`);
+    this.addPeer({ domain: hello.server, uri: hello.uri }, 'discovered');
+  }
+
+  private onLinkState(link: PeerLink, state: LinkState, detail: string): void {
+    if (state === 'up') this.logger.info(`link ${link.name} up`);
+    else if (state === 'refused') this.logger.warn(`link ${link.name} refused: ${detail}`);
+    else if (state === 'down') this.logger.warn(`link ${link.name} down: ${detail}`);
+    if (state !== 'up') this.changed(this.table.dropNeighbour(link.name));
+    this.emit('link', link.name, state);
+  }
+
+  /** Best routes changed: log, tell the server, and send each neighbour what changed for it. */
+  private changed(domains: string[]): void {
+    if (domains.length === 0) return;
+    for (const domain of domains) {
+      const best = this.table.best(domain);
+      if (best) this.logger.info(`route ${domain} via ${best.nextHop} (${best.path.length} hop${best.path.length === 1 ? '' : 's'}${best.static ? ', static' : ''})`);
+      else this.logger.info(`route ${domain} withdrawn`);
+      this.emit('route', domain, best?.nextHop, best?.path);
+    }
+    for (const [name, notifier] of this.notifiers) {
+      const delta: Advertised[] = [];
+      for (const domain of domains) {
+        const advertised = this.table.advertisementFor(name, domain);
+        const told = advertised.path?.join(' ') ?? '';
+        if ((notifier.told.get(domain) ?? '') === told) continue;
+        if (told === '') notifier.told.delete(domain);
+        else notifier.told.set(domain, told);
+        delta.push(advertised);
+      }
+      if (delta.length === 0) continue;
+      notifier.version++;
+      // Incremental (docs/federation.md): only what changed, numbered so a lost one is noticed.
+      notifier.subscription.notify({ body: this.document(notifier.version, false, delta), contentType: ROUTES_TYPE }).catch(() => undefined);
+    }
+  }
+
+  private document(version: number, full: boolean, routes: Advertised[]): string {
+    return formatRoutes({ ...this.hello(), version, full, routes });
+  }
+
+  private hello(): Hello {
+    return { server: this.name, boot: this.boot, uri: this.uri };
+  }
+
+  /** The secret of the link with `name`: its own, else the network's. */
+  secretFor(name: string): string | undefined {
+    return this.configured.get(name)?.secret ?? this.config.federationSecret;
+  }
+
+  /** One MESSAGE to the next hop (or, without one, to the domain by DNS). */
+  private async send(message: StoredMessage, nextHop: string | undefined, uri?: string): Promise<number> {
+    const headers: Record<string, string> = {
+      Date: new Date(message.receivedAt).toUTCString(),
+      'Parley-Path': [...(message.path ?? []), this.name].join(', '),
+      'Parley-Message-ID': message.messageId,
+    };
+    // RFC 3261 §16.12.1.1: a loose route to the next hop; the Request-URI stays the recipient.
+    if (uri !== undefined) headers.Route = `<${uri};lr>`;
+    const request = this.dum.newRequest('MESSAGE', message.recipient, {
+      from: `<${message.sender}>`,
+      to: `<${message.recipient}>`,
+      headers,
+      body: message.body,
+      contentType: message.contentType,
+    });
+    // RFC 3261 §16.6 item 3: one less than it came with.
+    request.setHeader('Max-Forwards', String(Math.max(0, (message.maxForwards ?? 70) - 1)));
+    // Credentials up front for a realm answered before: no challenge round trip per message.
+    this.dum.digest.preauthorize(request, nextHop !== undefined ? realmOf(nextHop) : undefined);
+    const response = await this.dum.send(request).final;
+    const status = response.status ?? 500;
+    if (status >= 200 && status < 300) this.emit('forwarded', message, nextHop ?? splitAor(message.recipient).domain);
+    return status;
+  }
+}
+
+/** The digest realm a server authenticates neighbours in. */
+export function realmOf(name: string): string {
+  return `peers@${name}`;
+}
+
+/** HA1s of the link secrets: the username is the neighbour's name. */
+class PeerCredentials implements CredentialStore {
+  constructor(private readonly federation: Federation) {}
+
+  lookup(username: string, realm: string, algorithm: DigestAlgorithm): string | undefined {
+    const secret = this.federation.secretFor(username.toLowerCase());
+    if (secret === undefined) return undefined;
+    return digestHa1(algorithm.replace(/-sess$/i, '') as DigestAlgorithm, username, realm, secret);
+  }
+}
+
+function refusal(request: SipMessage, status: number, reason: string): SipMessage {
+  return createResponse(request, status, reason);
+}
+
+function bounded(promise: Promise<unknown>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([promise.then(() => undefined, () => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, STOP_BOUND_MS)))]).finally(() => clearTimeout(timer));
+}
