@@ -5,6 +5,7 @@ import { parseCommand } from './parse-command.js';
 import { resolveCommand } from './resolve-command.js';
 import { clientCommand, listenCommand, sendCommand } from './client-commands.js';
 import { responderCommand } from './responder-command.js';
+import { networkCommand } from './network-command.js';
 import { serverCommand } from './server-command.js';
 import { userCommand } from './user-command.js';
 
@@ -27,6 +28,10 @@ Commands:
   server [--config FILE] [--domain D]... [--listen ADDR]... [--data DIR]
                     Run a Parley server (defaults: domain localhost, udp+tcp
                     127.0.0.1:5060, data in ./parley-data). See docs/server.md.
+                    Federation: --peer DOMAIN=URI... --secret S [--discover]
+                    (docs/federation.md).
+  network [--server SIP-URI] [--json]
+                    A server's neighbours (with their state) and routing table.
   user add|remove|passwd USER@DOMAIN [--password P] [--data DIR]
   user list [--data DIR]
                     Manage the server's accounts (password also from PARLEY_PASSWORD
@@ -63,6 +68,8 @@ async function main(argv: string[]): Promise<number> {
       return serverCommand(rest, print, printError);
     case 'user':
       return userCommand(rest, print, printError);
+    case 'network':
+      return networkCommand(rest, print, printError);
     case 'send':
       return sendCommand(rest, print, printError);
     case 'listen':

@@ -58,7 +58,7 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
   /** Foreign recipients with a relay courier: their messages go to the next hop. */
   private readonly relayed = new Set<Aor>();
   /** Peers, a network secret or discovery: MESSAGEs from other domains must come from a server. */
-  private readonly federated: boolean;
+  readonly federated: boolean;
   private purgeTimer: ReturnType<SipStack['timers']['schedule']> | undefined;
   private stopping: Promise<void> | undefined;
 
