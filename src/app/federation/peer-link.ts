@@ -98,9 +98,13 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
       this.onNotify(notification.body, notification.contentType);
     });
     subscription.on('terminated', (reason) => {
-      if (this.subscription !== subscription) return;
-      this.subscription = undefined;
-      this.fail('down', `subscription ended${reason ? ` (${reason})` : ''}`);
+      // A SUBSCRIBE refused outright ends the subscription before `ready` settles: that case is
+      // the answer's to judge (refused or down), below.
+      void subscription.ready.then((response) => {
+        if (this.subscription !== subscription || (response.status ?? 500) >= 300) return;
+        this.subscription = undefined;
+        this.fail('down', `subscription ended${reason ? ` (${reason})` : ''}`);
+      }, () => undefined);
     });
     subscription.ready.then(
       (response) => {

@@ -99,6 +99,10 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
       // A way opened (or changed): whatever waits for that domain goes now, not at its backoff.
       if (nextHop !== undefined) for (const recipient of this.relayed) if (splitAor(recipient).domain === domain) this.delivery.update(recipient, [RELAY]);
     });
+    this.federation.on('link', (_name, state) => {
+      // A neighbour back (perhaps restarted before we saw it down, its routes unchanged): retry now.
+      if (state === 'up') for (const recipient of this.relayed) this.delivery.update(recipient, [RELAY]);
+    });
     dum.onMessage((message) => this.receive(message));
     dum.onOptions((request) => {
       // The admin view (docs/federation.md): asked for by type, and only from this machine.
