@@ -74,6 +74,8 @@ export class Federation extends EventEmitter<FederationEvents> {
     private readonly timers: Pick<TimerQueue, 'schedule' | 'now'>,
     private readonly logger: Logger,
     readonly uri: string,
+    /** Messages waiting for a next hop (the server's relay couriers know). */
+    private readonly relaying: () => number = () => 0,
   ) {
     super();
     this.name = config.domains[0]!;
@@ -195,7 +197,7 @@ export class Federation extends EventEmitter<FederationEvents> {
     return last;
   }
 
-  /** Links and routes; `relaying` (what waits for a next hop) is the server's to fill in. */
+  /** Links, routes, and what waits for a next hop (docs/federation.md "The admin view"). */
   view(): NetworkView {
     const routes: NetworkView['routes'] = this.config.domains.map((d) => ({ domain: d, nextHop: null, path: [this.name] }));
     for (const route of this.table.routes()) routes.push({ domain: route.domain, nextHop: route.nextHop, path: route.path, ...(route.static ? { static: true } : {}) });
@@ -208,7 +210,7 @@ export class Federation extends EventEmitter<FederationEvents> {
         .sort((a, b) => a.name.localeCompare(b.name))
         .map((l) => ({ name: l.name, uri: l.uri, state: l.state, since: l.since.toISOString(), origin: l.origin })),
       routes,
-      relaying: 0,
+      relaying: this.relaying(),
     };
   }
 
@@ -256,9 +258,12 @@ export class Federation extends EventEmitter<FederationEvents> {
   }
 
   private onLinkState(link: PeerLink, state: LinkState, detail: string): void {
+    // docs/federation.md: every link up/down/refused is logged, with why.
     if (state === 'up') this.logger.info(`link ${link.name} up`);
-    else if (state === 'refused') this.logger.warn(`link ${link.name} refused: ${detail}`);
-    else if (state === 'down') this.logger.warn(`link ${link.name} down: ${detail}`);
+    else if (state === 'refused' || state === 'down') {
+      this.logger.warn(`link ${link.name} ${state} (${detail})`);
+      this.logger.info(`link ${link.name}: next try in ${link.retryInMs} ms`);
+    }
     if (state !== 'up') this.changed(this.table.dropNeighbour(link.name));
     this.emit('link', link.name, state);
   }

@@ -42,7 +42,10 @@ const LINK_EXPIRES = 600;
  * | down/refused | the retry timer, or `reconnect()`     | connecting |
  */
 export class PeerLink extends EventEmitter<PeerLinkEvents> {
-  private current: LinkState = 'connecting';
+  /** Before the first connect(): nothing tried yet, reported as down. */
+  private current: LinkState = 'down';
+  /** The wait before the next try after the last failure (for the log). */
+  retryInMs = 0;
   private changedAt = new Date();
   private subscription: ClientSubscription | undefined;
   private lastVersion = 0;
@@ -50,8 +53,9 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   boot: string | undefined;
   private pingTimer: TimerHandle | undefined;
   private retryTimer: TimerHandle | undefined;
-  private pingOutstanding = false;
-  private pingCounted = false;
+  /** Pings sent, and the latest one answered, since the link came up. */
+  private pingsSent = 0;
+  private pingAnswered = 0;
   private misses = 0;
   private failures = 0;
   private stopped = false;
@@ -163,6 +167,8 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     if (this.current !== 'up') {
       this.failures = 0;
       this.misses = 0;
+      this.pingsSent = 0;
+      this.pingAnswered = 0;
       this.setState('up', 'routes received');
       this.schedulePing();
     }
@@ -174,45 +180,37 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     this.pingTimer = this.timers.schedule(this.timing.pingIntervalMs, () => this.ping());
   }
 
-  /** One OPTIONS (RFC 3261 §11); one still unanswered at the next tick is a miss. */
+  /**
+   * One OPTIONS per interval (RFC 3261 §11), whatever became of the last one: a ping not
+   * answered 2xx by the next tick is a miss, so a neighbour that went silent is down after
+   * `pingMisses` intervals, not after as many transaction timeouts.
+   */
   private ping(): void {
     if (this.stopped || this.current !== 'up') return;
-    if (this.pingOutstanding && !this.pingCounted) {
-      this.pingCounted = true;
-      if (++this.misses >= this.timing.pingMisses) return this.fail('down', `${this.misses} pings missed`);
-    }
+    if (this.pingsSent > this.pingAnswered && ++this.misses >= this.timing.pingMisses) return this.fail('down', `${this.misses} pings missed`);
     this.schedulePing();
-    if (this.pingOutstanding) return;
-    this.pingOutstanding = true;
-    this.pingCounted = false;
+    const sequence = ++this.pingsSent;
     this.dum.options(this.uri).then(
-      (response) => this.pinged(response.status !== undefined && response.status < 300),
-      () => this.pinged(false),
+      (response) => {
+        if (response.status === undefined || response.status >= 300 || this.current !== 'up') return;
+        // Any answer shows the neighbour is there: the count of misses starts again.
+        this.pingAnswered = Math.max(this.pingAnswered, sequence);
+        this.misses = 0;
+      },
+      () => undefined,
     );
-  }
-
-  private pinged(answered: boolean): void {
-    const counted = this.pingCounted;
-    this.pingOutstanding = false;
-    this.pingCounted = false;
-    if (this.stopped || this.current !== 'up') return;
-    if (answered) {
-      this.misses = 0;
-      return;
-    }
-    if (!counted && ++this.misses >= this.timing.pingMisses) this.fail('down', `${this.misses} pings missed`);
   }
 
   private fail(state: 'down' | 'refused', detail: string): void {
     if (this.stopped) return;
     this.pingTimer?.cancel();
     this.pingTimer = undefined;
-    this.pingOutstanding = false;
     this.dropSubscription();
     const [first, cap] = this.timing.retryMs;
     const delay = Math.min(cap, first * 2 ** this.failures);
     this.failures++;
-    this.setState(state, `${detail}; retrying in ${delay} ms`);
+    this.retryInMs = delay;
+    this.setState(state, detail);
     this.retryTimer?.cancel();
     this.retryTimer = this.timers.schedule(delay, () => {
       this.retryTimer = undefined;

@@ -20,7 +20,7 @@ import { SqliteStore, type StoredMessage } from '../store/sqlite-store.js';
 import { StoreError } from '../store/store-error.js';
 import { AccountCredentials, DomainAuthenticators } from './accounts.js';
 import { DeliveryScheduler } from './delivery.js';
-import { Federation, type NetworkView } from '../federation/federation.js';
+import { Federation } from '../federation/federation.js';
 import { NETWORK_TYPE } from '../federation/documents.js';
 import { databasePath, resolveConfig, type ServerConfig } from './server-config.js';
 
@@ -72,7 +72,7 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
     super();
     this.domains = new Set(config.domains);
     this.federated = config.peers.length > 0 || config.federationSecret !== undefined || config.discovery !== false;
-    this.federation = new Federation(config, dum, stack.timers, logger, config.advertise ?? advertisedUri(stack.transports));
+    this.federation = new Federation(config, dum, stack.timers, logger, config.advertise ?? advertisedUri(stack.transports), () => this.relayingCount());
     this.authenticators = new DomainAuthenticators(config.domains, new AccountCredentials(store));
     this.registrar = new Registrar(dum, { domains: config.domains, store, authenticator: this.authenticators });
     this.delivery = new DeliveryScheduler(store, stack.timers, (message, binding) => (binding === RELAY ? this.federation.forward(message) : this.sendToDevice(message, binding)), {
@@ -108,15 +108,15 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
       // The admin view (docs/federation.md): asked for by type, and only from this machine.
       const accept = request.message.header('accept') ?? '';
       if (!accept.toLowerCase().includes(NETWORK_TYPE) || !isLoopback(request.source.address)) return undefined;
-      return { body: JSON.stringify(this.networkView()), contentType: NETWORK_TYPE };
+      return { body: JSON.stringify(this.federation.view()), contentType: NETWORK_TYPE };
     });
   }
 
-  /** Neighbours, routes and what waits for a next hop (`parley network`). */
-  networkView(): NetworkView {
+  /** Messages stored here for other domains that no next hop has taken yet. */
+  private relayingCount(): number {
     let relaying = 0;
     for (const recipient of this.relayed) relaying += this.store.unacknowledged(recipient);
-    return { ...this.federation.view(), relaying };
+    return relaying;
   }
 
   /** Opens the store, binds the listen addresses, and resumes delivery to the devices still registered. */
