@@ -78,9 +78,9 @@ function msg(recipient: string, overrides: Partial<NewMessage> = {}): NewMessage
   };
 }
 
-/** What `pending` should answer for a message appended with `id`. */
+/** What `pending` should answer for a message appended with `id` (a user's: no relay path, Max-Forwards 70 unless given). */
 function stored(message: NewMessage, id: number): StoredMessage {
-  return { ...message, id };
+  return { path: [], maxForwards: 70, ...message, id };
 }
 
 /** Compares messages with the bodies as exact byte strings (hex), so a diff is readable. */
@@ -548,6 +548,33 @@ describe('SqliteStore', () => {
       file = join(dirs.make(), 'parley.db');
     });
     after(() => dirs.removeAll());
+
+    it('keeps a relayed message\'s path and Max-Forwards (docs/federation.md)', async () => {
+      const before = openStore(file);
+      const relayed = msg(CAROL, { path: ['a.example', 'b.example'], maxForwards: 12 });
+      const a = await before.append(relayed);
+      await before.close();
+      const after = openStore(file);
+      expect(after.after(CAROL as never, 0, 10)).to.deep.equal([{ ...relayed, id: a.id }]);
+      expect(after.recipients()).to.deep.equal([CAROL]);
+      await after.close();
+    });
+
+    it('opens a database made before federation: the relay columns are added, old rows read as path [] and Max-Forwards 70', async () => {
+      const old = new Database(file);
+      old.exec(`CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, recipient TEXT NOT NULL, sender TEXT NOT NULL,
+        message_id TEXT NOT NULL, content_type TEXT NOT NULL, body BLOB NOT NULL, received_at INTEGER NOT NULL, notify INTEGER NOT NULL,
+        delivered_at INTEGER, UNIQUE (recipient, sender, message_id))`);
+      old.prepare('INSERT INTO messages (recipient, sender, message_id, content_type, body, received_at, notify) VALUES (?, ?, ?, ?, ?, ?, ?)').run(BOB, ALICE, 'old-1', 'text/plain', Buffer.from('from before'), 5, 0);
+      old.close();
+      const store = openStore(file);
+      expect(store.after(BOB as never, 0, 10)).to.deep.equal([
+        { id: 1, recipient: BOB, sender: ALICE, messageId: 'old-1', contentType: 'text/plain', body: Buffer.from('from before'), receivedAt: 5, notify: false, path: [], maxForwards: 70 },
+      ]);
+      const next = await store.append(msg(BOB, { path: ['x.example'], maxForwards: 3 }));
+      expect(store.after(BOB as never, 1, 10).map((m) => [m.id, m.path, m.maxForwards])).to.deep.equal([[next.id, ['x.example'], 3]]);
+      await store.close();
+    });
 
     it('keeps messages, cursors, accounts and bindings across close and reopen', async () => {
       const binding: StoredBinding = {
