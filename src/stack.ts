@@ -192,6 +192,7 @@ export class SipStack {
 
   private flowEnded(event: Extract<TransportEvent, { type: 'flow-failed' | 'flow-closed' }>): void {
     const flow: FlowEnded = { connectionId: event.connectionId, remote: event.target, reason: event.reason, failed: event.type === 'flow-failed' };
+    this.layer.connectionEnded(event.connectionId, event.reason);
     for (const listener of [...this.flowListeners]) listener(flow);
   }
 

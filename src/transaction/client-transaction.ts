@@ -59,6 +59,11 @@ abstract class ClientTransaction<S extends string> extends Transaction<S> {
   abstract receive(response: SipMessage): void;
   abstract transportError(error: TransportError): void;
 
+  /** The stream connection the request went out on (undefined over UDP, or before it was sent). */
+  get connectionId(): number | undefined {
+    return this.sent?.connectionId;
+  }
+
   /** Sends the request once; `sent` runs with the kept bytes, a failure ends the transaction. */
   protected transmitFirst(sent: () => void): void {
     this.host.transmit(this.request, this.target, this.id).then(

@@ -182,6 +182,19 @@ export class TransactionLayer {
     tx?.receive(response);
   }
 
+  /**
+   * A stream connection closed or failed: client transactions whose request went out on it and
+   * still wait for a final response fail now with a transport error (RFC 3261 §17.1.4: "the
+   * client transaction SHOULD inform the TU that a transport failure has occurred"), instead of
+   * waiting for Timer B/F. The response could only come back on that connection (§18.2.2) or
+   * on one the server opens to our sent-by, which a peer that went away will not do.
+   */
+  connectionEnded(connectionId: number, reason: string): void {
+    for (const tx of [...this.clients.values()]) {
+      if (tx.connectionId === connectionId) tx.transportError(new TransportError('TRANSPORT_CLOSED', `the connection closed: ${reason}`));
+    }
+  }
+
   private failure(tid: string | undefined, error: TransportError): void {
     if (tid === undefined) return;
     this.clients.get(tid)?.transportError(error);

@@ -9,8 +9,8 @@ import type { SqliteStore, StoredMessage } from '../store/sqlite-store.js';
 export type DeviceSender = (message: StoredMessage, binding: StoredBinding) => Promise<number>;
 
 export interface DeliveryOptions {
-  /** MESSAGEs in flight to one device. */
-  window: number;
+  /** MESSAGEs in flight to one device; a function to give some targets (a relay) their own. */
+  window: number | ((binding: StoredBinding) => number);
   /** Backoff: first wait and cap, ms. */
   retryMs: readonly [number, number];
 }
@@ -142,11 +142,12 @@ class Courier {
     if (this.stopped || this.retryTimer || this.roundFailed) return;
     const { store, options } = this.scheduler;
     if (this.binding.expiresAt <= this.scheduler.timers.now()) return;
-    while (this.flight.length < options.window) {
+    const window = typeof options.window === 'number' ? options.window : options.window(this.binding);
+    while (this.flight.length < window) {
       if (this.queue.length === 0) {
         // Read ahead in batches: one query per batch, not one per message.
         const after = Math.max(store.cursor(this.recipient, this.device), this.sentUpTo);
-        this.queue = store.after(this.recipient, after, Math.max(2 * options.window, READ_AHEAD));
+        this.queue = store.after(this.recipient, after, Math.max(2 * window, READ_AHEAD));
         if (this.queue.length === 0) return;
       }
       const message = this.queue.shift()!;

@@ -76,7 +76,10 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
     this.authenticators = new DomainAuthenticators(config.domains, new AccountCredentials(store));
     this.registrar = new Registrar(dum, { domains: config.domains, store, authenticator: this.authenticators });
     this.delivery = new DeliveryScheduler(store, stack.timers, (message, binding) => (binding === RELAY ? this.federation.forward(message) : this.sendToDevice(message, binding)), {
-      window: config.deliveryWindow,
+      // A relay sends one at a time (docs/federation.md): with more in flight, a next hop that
+      // refuses one (480 while it relearns its routes, 503 when busy) and takes the next would
+      // store them out of order, and per-sender order is the contract.
+      window: (binding) => (binding === RELAY ? config.relayWindow : config.deliveryWindow),
       retryMs: config.deliveryRetryMs,
     });
     this.registrar.on('bindings', (aor, bindings) => {

@@ -31,6 +31,8 @@ export interface ServerConfig {
   deliveryRetryMs: [number, number];
   /** MESSAGEs in flight to one device at a time, sent in log order (1: each waits for the previous 2xx). */
   deliveryWindow: number;
+  /** MESSAGEs in flight to the next hop per foreign recipient; above 1, a refusal can reorder (docs/federation.md). */
+  relayWindow: number;
 
   // ---- federation (docs/federation.md) ----
   /** Neighbours we link to. */
@@ -84,6 +86,7 @@ const defaults: ServerConfig = {
   acceptForeign: false,
   deliveryRetryMs: [1000, 300_000],
   deliveryWindow: 32,
+  relayWindow: 1,
   peers: [],
   pingIntervalMs: 5000,
   pingMisses: 3,
@@ -122,6 +125,7 @@ export function resolveConfig(base: Partial<ServerConfig> = {}): ServerConfig {
   positive('maxStoredPerUser');
   positive('maxCommitBacklog');
   positive('deliveryWindow');
+  positive('relayWindow');
   if (typeof config.acceptForeign !== 'boolean') throw new ConfigError('CONFIG_INVALID', '"acceptForeign" must be true or false');
   const retry = config.deliveryRetryMs as unknown;
   if (!Array.isArray(retry) || retry.length !== 2 || !retry.every((v) => typeof v === 'number' && v > 0) || retry[0] > retry[1])
