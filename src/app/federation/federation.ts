@@ -158,7 +158,7 @@ export class Federation extends EventEmitter<FederationEvents> {
     const outcome = await this.authenticator.authenticate(request);
     if (!outcome.ok) return { ok: false, response: outcome.response };
     const name = outcome.username.toLowerCase();
-    if (this.table.isLocal(name)) return { ok: false, response: refusal(request, 403, `${name} is served here`) };
+    if (this.table.isLocal(name)) return { ok: false, response: createResponse(request, 403, `${name} is served here`) };
     return { ok: true, name };
   }
 
@@ -348,10 +348,6 @@ class PeerCredentials implements CredentialStore {
     if (secret === undefined) return undefined;
     return digestHa1(algorithm.replace(/-sess$/i, '') as DigestAlgorithm, username, realm, secret);
   }
-}
-
-function refusal(request: SipMessage, status: number, reason: string): SipMessage {
-  return createResponse(request, status, reason);
 }
 
 function bounded(promise: Promise<unknown>): Promise<void> {
