@@ -46,9 +46,16 @@ export class TimeLimitFifo<T> {
     return oldest ? this.clock.now() - oldest.at : 0;
   }
 
-  /** The wait a newcomer can expect, ms. */
+  /**
+   * The wait a newcomer can expect, ms: none while a slot is free; else one service time for
+   * every `concurrency` items ahead of it beyond the slots (items in flight run side by side, so
+   * 25 handlers waiting on one 80 ms disk commit are an 80 ms wait, not 2 s).
+   */
   get expectedWait(): number {
-    return Math.max(this.wait, (this.size + this.inFlight) * this.serviceMs);
+    const concurrency = this.options.concurrency ?? 1;
+    const ahead = this.size + this.inFlight;
+    const rounds = ahead < concurrency ? 0 : Math.ceil((ahead - concurrency + 1) / concurrency);
+    return Math.max(this.wait, rounds * this.serviceMs);
   }
 
   admits(kind: WorkKind): boolean {

@@ -5,6 +5,8 @@
 // memory stays bounded. Everything runs on virtual time.
 import { expect } from 'chai';
 import type { ServerRequest, TransactionUser } from '../../src/index.js';
+import { ManualClock } from '../../src/util/clock.js';
+import { TimeLimitFifo } from '../../src/util/time-limit-fifo.js';
 import { settle } from '../support/stepping-clock.js';
 import { cleanupHarnesses, harness, spec, toWire, txIt, wireResponse, type Harness } from '../support/transaction-script.js';
 
@@ -175,5 +177,58 @@ describe('congestion: the TU queue (TimeLimitFifo)', function () {
     }
     await settle();
     expect(seen.filter((m) => m === 'INVITE')).to.have.length.at.most(2);
+  });
+});
+
+describe('TimeLimitFifo with concurrent consumers', () => {
+  /** Items whose consumer returns a promise the test settles: `release()` ends the oldest running one. */
+  function fifoHarness(concurrency: number) {
+    const clock = new ManualClock(0);
+    const running: Array<() => void> = [];
+    const fifo = new TimeLimitFifo<number>(
+      () =>
+        new Promise<void>((resolve) => {
+          running.push(resolve);
+        }),
+      { limitMs: 150, concurrency, clock },
+    );
+    // Two turns of the event loop: a settled item's slot is refilled on the turn after its promise resolves.
+    const turn = async (): Promise<void> => {
+      for (let i = 0; i < 2; i++) await new Promise((resolve) => setImmediate(resolve));
+    };
+    return { clock, fifo, running, turn };
+  }
+
+  it('expects no wait while a slot is free, however long the running items take', async () => {
+    const { clock, fifo, running, turn } = fifoHarness(32);
+    for (let i = 0; i < 25; i++) expect(fifo.push(i, 'request')).to.equal(true);
+    await turn();
+    expect(running.length).to.equal(25);
+    // One item took 100 ms (a disk commit): the service time is now 100 ms.
+    clock.advance(100);
+    running.shift()!();
+    await turn();
+    // 24 running side by side, 8 slots free: a newcomer starts at once (the old estimate said 2.4 s).
+    expect(fifo.expectedWait).to.equal(0);
+    expect(fifo.admits('request')).to.equal(true);
+  });
+
+  it('with every slot taken, expects one service time per `concurrency` items ahead beyond the slots', async () => {
+    const { clock, fifo, running, turn } = fifoHarness(4);
+    for (let i = 0; i < 5; i++) fifo.push(i, 'request');
+    await turn();
+    clock.advance(100);
+    running.shift()!(); // 100 ms measured; the fifth item takes the slot
+    await turn();
+    expect(running.length).to.equal(4);
+    expect(fifo.size).to.equal(0);
+    // 4 running, none queued: the newcomer waits for a slot, about one service time.
+    expect(fifo.expectedWait).to.equal(100);
+    expect(fifo.admits('request')).to.equal(true);
+    for (let i = 0; i < 4; i++) fifo.push(10 + i, 'request');
+    // 4 running + 4 queued: the newcomer is the ninth, two rounds of 4 away.
+    expect(fifo.expectedWait).to.equal(200);
+    expect(fifo.admits('request')).to.equal(false);
+    expect(fifo.admits('other')).to.equal(true);
   });
 });

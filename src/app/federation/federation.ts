@@ -192,7 +192,8 @@ export class Federation extends EventEmitter<FederationEvents> {
       last = await this.send(message, route.nextHop, link.uri);
       if (last >= 200 && last < 300) return last;
       if (!RETRY_ELSEWHERE.has(last)) return last;
-      this.logger.info(`forwarding to ${displayAor(message.recipient)} via ${route.nextHop} failed with ${last}; trying the next route`);
+      const others = routes.some((r) => !tried.has(r.nextHop));
+      this.logger.info(`forwarding to ${displayAor(message.recipient)} via ${route.nextHop} failed with ${last}${others ? '; trying the next route' : ''}`);
     }
     return last;
   }
