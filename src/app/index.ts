@@ -1,4 +1,5 @@
 export * from './client/index.js';
+export * from './federation/index.js';
 export * from './im/index.js';
 export { silentLogger, type Logger } from './logger.js';
 export * from './server/index.js';
