@@ -981,3 +981,35 @@ describe('parley server --discover: servers with the same secret find each other
     }
   });
 });
+
+describe('a neighbour killed and restarted before liveness could notice (--ping-misses 1000)', function () {
+  this.timeout(90_000);
+  const nodes: Node[] = [];
+
+  after(async function () {
+    this.timeout(30_000);
+    await stopNodes(nodes);
+    killAll();
+  });
+
+  it("A sees B's new boot id in the next ping's answer and subscribes again; B, which only knew A from A's SUBSCRIBE, links back", async () => {
+    const [pa, pb] = [await freePort(), await freePort()];
+    const b = declare('b.example', tempDir('b-restart'), pb, []);
+    b.args = serverArgs(b.name, b.data, pb, ['--secret', SECRET, '--ping-interval', '200']);
+    const a = declare('a.example', tempDir('a-restart'), pa, []);
+    a.args = serverArgs(a.name, a.data, pa, ['--secret', SECRET, '--ping-interval', '200', '--ping-misses', '1000', '--peer', `b.example=${b.uri}`]);
+    nodes.push(a, b);
+    await launch(b, () => nodes);
+    await launch(a, () => nodes);
+    await waitView(b, (view) => isUp(view, 'a.example') && routedVia(view, 'a.example', 'a.example', ['a.example']), 'B linked back to A', nodes, 20_000);
+
+    b.proc.child.kill('SIGKILL');
+    await b.proc.exited;
+    await launch(b, () => nodes);
+    // A never misses 1000 pings here: only the boot id in a ping's answer can tell it B is new.
+    await waitView(b, (view) => isUp(view, 'a.example') && neighbour(view, 'a.example')?.origin === 'inbound', 'the restarted B linked back to A', nodes, 10_000);
+    await waitView(a, (view) => isUp(view, 'b.example'), 'A up with the new B', nodes, 10_000);
+    expect(logged(a.proc, /link b\.example: it restarted \(boot [0-9a-f-]+\); subscribing again$/), a.proc.transcript()).to.have.length(1);
+    expect(logged(a.proc, /pings missed/), a.proc.transcript()).to.deep.equal([]);
+  });
+});

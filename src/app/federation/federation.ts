@@ -13,7 +13,7 @@ import { displayAor, splitAor } from '../store/aor.js';
 import type { StoredMessage } from '../store/sqlite-store.js';
 import type { PeerConfig, ServerConfig } from '../server/server-config.js';
 import { Discovery } from './discovery.js';
-import { DocumentError, formatRoutes, HELLO_TYPE, parseHello, ROUTES_EVENT, ROUTES_TYPE, type Hello } from './documents.js';
+import { DocumentError, formatHello, formatRoutes, HELLO_TYPE, NETWORK_TYPE, parseHello, ROUTES_EVENT, ROUTES_TYPE, type Hello } from './documents.js';
 import { PeerLink, type LinkOrigin, type LinkState } from './peer-link.js';
 import { RouteTable, type Advertised, type Route } from './route-table.js';
 
@@ -198,6 +198,18 @@ export class Federation extends EventEmitter<FederationEvents> {
     return last;
   }
 
+  /**
+   * A body for the answer to an OPTIONS (RFC 3261 §11.2: "Message bodies … MAY be present"): our
+   * hello to anyone asking for it (a neighbour's ping: the boot id shows a restart), the admin
+   * view to this machine only.
+   */
+  optionsBody(accept: string, source: string): { body: string; contentType: string } | undefined {
+    const types = accept.toLowerCase();
+    if (types.includes(NETWORK_TYPE) && isLoopback(source)) return { body: JSON.stringify(this.view()), contentType: NETWORK_TYPE };
+    if (types.includes(HELLO_TYPE)) return { body: formatHello(this.hello()), contentType: HELLO_TYPE };
+    return undefined;
+  }
+
   /** Links, routes, and what waits for a next hop (docs/federation.md "The admin view"). */
   view(): NetworkView {
     const routes: NetworkView['routes'] = this.config.domains.map((d) => ({ domain: d, nextHop: null, path: [this.name] }));
@@ -261,6 +273,7 @@ export class Federation extends EventEmitter<FederationEvents> {
   private onLinkState(link: PeerLink, state: LinkState, detail: string): void {
     // docs/federation.md: every link up/down/refused is logged, with why.
     if (state === 'up') this.logger.info(`link ${link.name} up`);
+    else if (state === 'connecting' && detail.startsWith('it restarted')) this.logger.info(`link ${link.name}: ${detail}; subscribing again`);
     else if (state === 'refused' || state === 'down') {
       this.logger.warn(`link ${link.name} ${state} (${detail})`);
       this.logger.info(`link ${link.name}: next try in ${link.retryInMs} ms`);
@@ -349,6 +362,10 @@ class PeerCredentials implements CredentialStore {
     if (secret === undefined) return undefined;
     return digestHa1(algorithm.replace(/-sess$/i, '') as DigestAlgorithm, username, realm, secret);
   }
+}
+
+function isLoopback(address: string): boolean {
+  return address.startsWith('127.') || address === '::1' || address.startsWith('::ffff:127.');
 }
 
 function bounded(promise: Promise<unknown>): Promise<void> {

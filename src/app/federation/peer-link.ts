@@ -3,7 +3,7 @@ import type { ClientSubscription } from '../../tu/dum/client-subscription.js';
 import type { DialogUsageManager } from '../../tu/dum/dialog-usage-manager.js';
 import type { TimerHandle } from '../../util/clock.js';
 import type { TimerQueue } from '../../util/timer-queue.js';
-import { DocumentError, formatHello, HELLO_TYPE, parseRoutes, ROUTES_EVENT, ROUTES_TYPE, type Hello, type RoutesDocument } from './documents.js';
+import { DocumentError, formatHello, HELLO_TYPE, parseHello, parseRoutes, ROUTES_EVENT, ROUTES_TYPE, type Hello, type RoutesDocument } from './documents.js';
 
 export type LinkState = 'connecting' | 'up' | 'down' | 'refused';
 /** How we came to know a neighbour. */
@@ -38,8 +38,9 @@ const LINK_EXPIRES = 600;
  * | connecting | SUBSCRIBE failed otherwise, terminated  | down       |
  * | up         | `pingMisses` pings unanswered in a row  | down       |
  * | up         | subscription terminated by the notifier | down       |
- * | any        | a NOTIFY from another server name       | refused    |
- * | down/refused | the retry timer, or `reconnect()`     | connecting |
+ * | up         | a ping answered with another boot id    | connecting |
+ * | any        | a NOTIFY or ping answer from another name | refused  |
+ * | down/refused | the retry timer, or `connect()`       | connecting |
  */
 export class PeerLink extends EventEmitter<PeerLinkEvents> {
   /** Before the first connect(): nothing tried yet, reported as down. */
@@ -81,12 +82,12 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   }
 
   /** Subscribes now (the first time, or again at once: the neighbour showed it is alive). */
-  connect(): void {
+  connect(why = `subscribing to ${this.uri}`): void {
     if (this.stopped) return;
     this.retryTimer?.cancel();
     this.retryTimer = undefined;
     this.dropSubscription();
-    this.setState('connecting', `subscribing to ${this.uri}`);
+    this.setState('connecting', why);
     this.lastVersion = 0;
     const subscription = this.dum.subscribe({
       to: this.uri,
@@ -190,15 +191,36 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     if (this.pingsSent > this.pingAnswered && ++this.misses >= this.timing.pingMisses) return this.fail('down', `${this.misses} pings missed`);
     this.schedulePing();
     const sequence = ++this.pingsSent;
-    this.dum.options(this.uri).then(
+    // Asking for the neighbour's hello: its boot id tells a restart the pings alone would miss.
+    this.dum.request('OPTIONS', { to: this.uri, headers: { Accept: HELLO_TYPE } }).then(
       (response) => {
         if (response.status === undefined || response.status >= 300 || this.current !== 'up') return;
         // Any answer shows the neighbour is there: the count of misses starts again.
         this.pingAnswered = Math.max(this.pingAnswered, sequence);
         this.misses = 0;
+        this.checkHello(response.body, response.contentType);
       },
       () => undefined,
     );
+  }
+
+  /**
+   * The neighbour's hello in a ping's answer: another name at that URI refuses the link; another
+   * boot id means it restarted and lost our subscription (and its link back to us, if we were
+   * not in its configuration), so we subscribe again at once.
+   */
+  private checkHello(body: Buffer, contentType: string | undefined): void {
+    if (body.length === 0 || !(contentType ?? '').toLowerCase().startsWith(HELLO_TYPE)) return;
+    let hello: Hello;
+    try {
+      hello = parseHello(body);
+    } catch {
+      return;
+    }
+    if (hello.server !== this.name) return this.fail('refused', `${this.uri} is ${hello.server}, not ${this.name}`);
+    if (this.boot !== undefined && hello.boot !== this.boot) {
+      this.connect(`it restarted (boot ${hello.boot})`);
+    }
   }
 
   private fail(state: 'down' | 'refused', detail: string): void {

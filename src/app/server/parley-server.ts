@@ -21,7 +21,6 @@ import { StoreError } from '../store/store-error.js';
 import { AccountCredentials, DomainAuthenticators } from './accounts.js';
 import { DeliveryScheduler } from './delivery.js';
 import { Federation } from '../federation/federation.js';
-import { NETWORK_TYPE } from '../federation/documents.js';
 import { databasePath, resolveConfig, type ServerConfig } from './server-config.js';
 
 export interface ParleyServerEvents {
@@ -107,12 +106,8 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
       if (state === 'up') for (const recipient of this.relayed) this.delivery.update(recipient, [RELAY]);
     });
     dum.onMessage((message) => this.receive(message));
-    dum.onOptions((request) => {
-      // The admin view (docs/federation.md): asked for by type, and only from this machine.
-      const accept = request.message.header('accept') ?? '';
-      if (!accept.toLowerCase().includes(NETWORK_TYPE) || !isLoopback(request.source.address)) return undefined;
-      return { body: JSON.stringify(this.federation.view()), contentType: NETWORK_TYPE };
-    });
+    // docs/federation.md: a neighbour's ping gets our hello, `parley network` the admin view.
+    dum.onOptions((request) => this.federation.optionsBody(request.message.headers('accept').join(', '), request.source.address));
   }
 
   /** Messages stored here for other domains that no next hop has taken yet. */
@@ -412,10 +407,6 @@ function parsePath(header: string | undefined): string[] {
 function relayedMessageId(header: string | undefined): string | undefined {
   const id = header?.trim();
   return id !== undefined && id.length > 0 && id.length <= 256 && !/[\s]/.test(id) ? id : undefined;
-}
-
-function isLoopback(address: string): boolean {
-  return address.startsWith('127.') || address === '::1' || address.startsWith('::ffff:127.');
 }
 
 /** The URI neighbours reach us at: the first stream listener, else the first one. */
