@@ -165,15 +165,19 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     this.lastVersion = document.version;
     this.boot = document.boot;
     if (document.uri !== this.uri && this.origin !== 'config') this.uri = document.uri;
-    if (this.current !== 'up') {
+    const comingUp = this.current !== 'up';
+    if (comingUp) {
       this.failures = 0;
       this.misses = 0;
       this.pingsSent = 0;
       this.pingAnswered = 0;
-      this.setState('up', 'routes received');
+      this.current = 'up';
+      this.changedAt = new Date();
       this.schedulePing();
     }
+    // Routes first, then "up": whoever retries on "up" (the relay couriers) finds them in the table.
     this.emit('routes', document);
+    if (comingUp) this.emit('state', 'up', 'routes received');
   }
 
   private schedulePing(): void {
