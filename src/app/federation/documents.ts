@@ -7,6 +7,10 @@ export const ROUTES_TYPE = 'application/parley-routes+json';
 export const HELLO_TYPE = 'application/parley-hello+json';
 export const NETWORK_TYPE = 'application/parley-network+json';
 
+/** Headers of a relayed MESSAGE (docs/federation.md "Hop-by-hop store-and-forward"). */
+export const PATH_HEADER = 'Parley-Path';
+export const MESSAGE_ID_HEADER = 'Parley-Message-ID';
+
 /** Who a server is: its name, this run's boot id, and the URI neighbours reach it at. */
 export interface Hello {
   server: string;
@@ -54,6 +58,26 @@ export function parseRoutes(body: Uint8Array): RoutesDocument {
     out.push({ domain, path: undefined });
   }
   return { ...hello, version: version as number, full, routes: out };
+}
+
+/** `Parley-Path`: every server that stored the message, first to last. */
+export function formatPath(servers: readonly string[]): string {
+  return servers.join(', ');
+}
+
+/** `Parley-Path: a.example, b.example` → the servers, lower-cased; absent → none. */
+export function parsePath(header: string | undefined): string[] {
+  if (header === undefined) return [];
+  return header
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter((s) => s.length > 0);
+}
+
+/** A neighbour's `Parley-Message-ID`, when it is one we can key on (a token, at most 256 characters). */
+export function parseRelayedMessageId(header: string | undefined): string | undefined {
+  const id = header?.trim();
+  return id !== undefined && id.length > 0 && id.length <= 256 && !/\s/.test(id) ? id : undefined;
 }
 
 export function formatHello(hello: Hello): string {

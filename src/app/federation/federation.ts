@@ -13,7 +13,20 @@ import { displayAor, splitAor } from '../store/aor.js';
 import type { StoredMessage } from '../store/sqlite-store.js';
 import type { PeerConfig, ServerConfig } from '../server/server-config.js';
 import { Discovery } from './discovery.js';
-import { DocumentError, formatHello, formatRoutes, HELLO_TYPE, NETWORK_TYPE, parseHello, ROUTES_EVENT, ROUTES_TYPE, type Hello } from './documents.js';
+import {
+  DocumentError,
+  formatHello,
+  formatPath,
+  formatRoutes,
+  HELLO_TYPE,
+  MESSAGE_ID_HEADER,
+  NETWORK_TYPE,
+  parseHello,
+  PATH_HEADER,
+  ROUTES_EVENT,
+  ROUTES_TYPE,
+  type Hello,
+} from './documents.js';
 import { PeerLink, type LinkOrigin, type LinkState } from './peer-link.js';
 import { RouteTable, type Advertised, type Route } from './route-table.js';
 
@@ -325,8 +338,8 @@ export class Federation extends EventEmitter<FederationEvents> {
   private async send(message: StoredMessage, nextHop: string | undefined, uri?: string): Promise<number> {
     const headers: Record<string, string> = {
       Date: new Date(message.receivedAt).toUTCString(),
-      'Parley-Path': [...(message.path ?? []), this.name].join(', '),
-      'Parley-Message-ID': message.messageId,
+      [PATH_HEADER]: formatPath([...(message.path ?? []), this.name]),
+      [MESSAGE_ID_HEADER]: message.messageId,
     };
     // RFC 3261 §16.12.1.1: a loose route to the next hop; the Request-URI stays the recipient.
     if (uri !== undefined) headers.Route = `<${uri};lr>`;

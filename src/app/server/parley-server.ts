@@ -20,6 +20,7 @@ import { SqliteStore, type StoredMessage } from '../store/sqlite-store.js';
 import { StoreError } from '../store/store-error.js';
 import { AccountCredentials, DomainAuthenticators } from './accounts.js';
 import { DeliveryScheduler } from './delivery.js';
+import { MESSAGE_ID_HEADER, parsePath, parseRelayedMessageId, PATH_HEADER } from '../federation/documents.js';
 import { Federation } from '../federation/federation.js';
 import { databasePath, resolveConfig, type ServerConfig } from './server-config.js';
 
@@ -97,14 +98,10 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
       this.logger.warn(`message ${message.id} for ${displayAor(message.recipient)} refused by ${device === RELAY.instance ? 'the next hop' : device} with ${status}; ${device === RELAY.instance ? 'dropped' : 'skipped for that device'}`),
     );
     this.delivery.on('retrying', (recipient, device, status, delay) => this.logger.info(`delivery to ${device} (${displayAor(recipient)}) failed with ${status}; next try in ${Math.round(delay / 1000)} s`));
-    this.federation.on('route', (domain, nextHop) => {
-      // A way opened (or changed): whatever waits for that domain goes now, not at its backoff.
-      if (nextHop !== undefined) for (const recipient of this.relayed) if (splitAor(recipient).domain === domain) this.delivery.update(recipient, [RELAY]);
-    });
-    this.federation.on('link', (_name, state) => {
-      // A neighbour back (perhaps restarted before we saw it down, its routes unchanged): retry now.
-      if (state === 'up') for (const recipient of this.relayed) this.delivery.update(recipient, [RELAY]);
-    });
+    // A way opened (or changed): whatever waits for that domain goes now, not at its backoff.
+    this.federation.on('route', (domain, nextHop) => nextHop !== undefined && this.retryRelays(domain));
+    // A neighbour back (perhaps restarted before we saw it down, its routes unchanged): retry all.
+    this.federation.on('link', (_name, state) => state === 'up' && this.retryRelays());
     dum.onMessage((message) => this.receive(message));
     // docs/federation.md: a neighbour's ping gets our hello, `parley network` the admin view.
     dum.onOptions((request) => this.federation.optionsBody(request.message.headers('accept').join(', '), request.source.address));
@@ -176,13 +173,13 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
     const senderDomain = splitAor(sender).domain;
     /** The neighbour that handed it to us (docs/federation.md), or undefined for a user. */
     let peer: string | undefined;
-    if (this.federated && (this.federation.hasPeerCredentials(request) || !this.domains.has(senderDomain))) {
-      // A server speaking: only with the link's secret (docs/federation.md "Authentication").
-      if (this.domains.has(senderDomain) || !this.config.acceptForeign || this.federation.hasPeerCredentials(request)) {
-        const outcome = await this.federation.authenticatePeer(request);
-        if (!outcome.ok) return outcome.response;
-        peer = outcome.name;
-      }
+    // A server speaks when it answers our peers realm, or when a foreign sender may only come
+    // through one (federated, and not acceptForeign): only with the link's secret (docs/federation.md).
+    const fromServer = this.federated && (this.federation.hasPeerCredentials(request) || (!this.domains.has(senderDomain) && !this.config.acceptForeign));
+    if (fromServer) {
+      const outcome = await this.federation.authenticatePeer(request);
+      if (!outcome.ok) return outcome.response;
+      peer = outcome.name;
     } else if (this.domains.has(senderDomain)) {
       // Every MESSAGE from one of our users is authenticated, and only as themselves (docs/server.md).
       const outcome = await this.authenticators.authenticate(request);
@@ -191,7 +188,7 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
     } else if (!this.config.acceptForeign) {
       return { status: 403, reason: `Senders of ${senderDomain} are not accepted here` };
     }
-    const path = peer !== undefined ? parsePath(request.header('parley-path')) : [];
+    const path = peer !== undefined ? parsePath(request.header(PATH_HEADER)) : [];
     // RFC 3261 §16.3 item 4, RFC 5393: a message that has been here before is in a loop.
     if (path.some((server) => this.domains.has(server))) return { status: 482, reason: 'Loop Detected' };
     if (peer !== undefined && this.domains.has(senderDomain)) return { status: 403, reason: `${peer} may not send as ${displayAor(sender)}` };
@@ -202,7 +199,9 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
     }
     const recipientDomain = splitAor(recipient).domain;
     const local = this.domains.has(recipientDomain);
-    const maxForwards = Math.min(request.maxForwards ?? this.config.maxForwards, peer !== undefined ? Number.MAX_SAFE_INTEGER : this.config.maxForwards);
+    // A user's Max-Forwards is capped at ours; a neighbour's is what the path has left.
+    const receivedMaxForwards = request.maxForwards ?? this.config.maxForwards;
+    const maxForwards = peer !== undefined ? receivedMaxForwards : Math.min(receivedMaxForwards, this.config.maxForwards);
     if (local) {
       if (!this.store.account(recipient)) return { status: 404, reason: 'No such user' };
     } else {
@@ -239,7 +238,7 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
     }
     // Without a CPIM Message-ID the request itself names the message: a retransmission, or a
     // replay of the same request after a restart, is the same message.
-    if (peer !== undefined) messageId = relayedMessageId(request.header('parley-message-id')) ?? messageId;
+    if (peer !== undefined) messageId = parseRelayedMessageId(request.header(MESSAGE_ID_HEADER)) ?? messageId;
     messageId ??= `sip-${createHash('sha256').update(`${request.callId}\n${request.cseq.seq}\n${request.from.tag ?? ''}`).digest('hex').slice(0, 32)}`;
 
     if (this.store.stored(recipient) >= this.config.maxStoredPerUser)
@@ -262,6 +261,11 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
     }
     // RFC 3428 §7: 202 — accepted for delivery, not yet delivered to the final recipient.
     return 202;
+  }
+
+  /** Relay couriers (of one domain, or all) try now, whatever their backoff. */
+  private retryRelays(domain?: string): void {
+    for (const recipient of this.relayed) if (domain === undefined || splitAor(recipient).domain === domain) this.delivery.update(recipient, [RELAY]);
   }
 
   /** A foreign recipient's log goes to the next hop, by a courier like a device's (docs/federation.md). */
@@ -393,21 +397,6 @@ function safeAor(text: string): Aor | undefined {
  * It never expires; the cursor under its name moves when the next hop answers 2xx.
  */
 const RELAY: StoredBinding = { contact: 'parley:relay', instance: 'parley:relay', expiresAt: Number.MAX_SAFE_INTEGER, callId: '', cseq: 0, params: {} };
-
-/** `Parley-Path: a.example, b.example` → the servers, lower-cased. */
-function parsePath(header: string | undefined): string[] {
-  if (header === undefined) return [];
-  return header
-    .split(',')
-    .map((s) => s.trim().toLowerCase())
-    .filter((s) => s.length > 0);
-}
-
-/** A neighbour's Parley-Message-ID, when it is one we can key on. */
-function relayedMessageId(header: string | undefined): string | undefined {
-  const id = header?.trim();
-  return id !== undefined && id.length > 0 && id.length <= 256 && !/[\s]/.test(id) ? id : undefined;
-}
 
 /** The URI neighbours reach us at: the first stream listener, else the first one. */
 function advertisedUri(transports: readonly Transport[]): string {
