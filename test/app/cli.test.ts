@@ -5,209 +5,20 @@
 // built on: a server killed with SIGKILL in the middle of a stream of messages, restarted on the
 // same data directory and ports, still delivers every message it answered 202 to, exactly once
 // and in order.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createSocket } from 'node:dgram';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
-import { tmpdir } from 'node:os';
+import { existsSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { ParleyClient } from '../../src/index.js';
-
-const root = fileURLToPath(new URL('../../', import.meta.url));
-const main = join(root, 'src', 'cli', 'main.ts');
-
-// ---------------------------------------------------------------------------------------------
-// Child processes
-
-/** Every child ever started, so that after hooks can make sure none outlives its suite. */
-const children = new Set<ChildProcess>();
-/** Every temporary directory, removed at the very end. */
-const temporaries: string[] = [];
-
-function tempDir(label: string): string {
-  const dir = mkdtempSync(join(tmpdir(), `parley-${label}-`));
-  temporaries.push(dir);
-  return dir;
-}
-
-function killAll(): void {
-  for (const child of children) {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  }
-}
+import { freePort, killAll, killAllBut, parley, removeTemporaries, settles, sleep, start, tail, tempDir, type Proc, type Run } from '../support/parley-process.js';
 
 after(() => {
   killAll();
-  for (const dir of temporaries) rmSync(dir, { recursive: true, force: true });
+  removeTemporaries();
 });
 
-type Env = Record<string, string | undefined>;
-
-interface Proc {
-  child: ChildProcess;
-  /** Complete stdout lines so far (a line still being written is not included). */
-  out(): string[];
-  /** Complete stderr lines so far. */
-  err(): string[];
-  /** Everything written so far to stdout and to stderr. */
-  raw(): { stdout: string; stderr: string };
-  /** Both streams, for failure messages. */
-  transcript(): string;
-  /** Resolves with the exit code (null when killed by a signal), after the streams closed. */
-  exited: Promise<number | null>;
-  done(): boolean;
-  /** Polls `condition`; fails naming `what` (with the transcript) after `ms`, or when the process exits first. */
-  waitFor(condition: () => boolean, what: string, ms?: number): Promise<void>;
-  /** Sends `signal` and waits for the exit; SIGKILL after `ms` if it does not go. */
-  stop(signal?: NodeJS.Signals, ms?: number): Promise<number | null>;
-}
-
-const defaultHome = tempDir('home');
-
-function environment(env: Env): NodeJS.ProcessEnv {
-  const result: NodeJS.ProcessEnv = { ...process.env, PARLEY_HOME: defaultHome };
-  delete result.PARLEY_PASSWORD;
-  for (const [key, value] of Object.entries(env)) {
-    if (value === undefined) delete result[key];
-    else result[key] = value;
-  }
-  return result;
-}
-
-function completeLines(text: string): string[] {
-  const lines = text.split('\n');
-  lines.pop(); // after the last '\n': empty, or a line not yet finished
-  return lines.map((line) => line.replace(/\r$/, '')).filter((line) => line.length > 0);
-}
-
-function start(args: string[], env: Env = {}, stdin: 'ignore' | 'pipe' = 'ignore'): Proc {
-  const child = spawn(process.execPath, ['--import', 'tsx', main, ...args], {
-    cwd: root,
-    env: environment(env),
-    stdio: [stdin, 'pipe', 'pipe'],
-  });
-  children.add(child);
-  let stdout = '';
-  let stderr = '';
-  let finished = false;
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  const exited = new Promise<number | null>((resolve) => {
-    child.once('close', (code) => {
-      finished = true;
-      children.delete(child);
-      resolve(code);
-    });
-    child.once('error', () => {
-      finished = true;
-      children.delete(child);
-      resolve(null);
-    });
-  });
-  const transcript = (): string => `$ parley ${args.join(' ')}\n--- stdout ---\n${stdout}--- stderr ---\n${stderr}`;
-  const proc: Proc = {
-    child,
-    out: () => completeLines(stdout),
-    err: () => completeLines(stderr),
-    raw: () => ({ stdout, stderr }),
-    transcript,
-    exited,
-    done: () => finished,
-    async waitFor(condition, what, ms = 30_000) {
-      const deadline = Date.now() + ms;
-      while (!condition()) {
-        if (finished) {
-          await sleep(50); // let the last output in
-          if (condition()) return;
-          throw new Error(`the process exited (${String(child.exitCode ?? child.signalCode)}) before ${what}\n${tail(transcript())}`);
-        }
-        if (Date.now() > deadline) throw new Error(`gave up after ${ms} ms waiting for ${what}\n${tail(transcript())}`);
-        await sleep(20);
-      }
-    },
-    async stop(signal = 'SIGTERM', ms = 15_000) {
-      if (finished) return exited;
-      child.kill(signal);
-      const timer = setTimeout(() => child.kill('SIGKILL'), ms);
-      try {
-        return await exited;
-      } finally {
-        clearTimeout(timer);
-      }
-    },
-  };
-  return proc;
-}
-
-interface Run {
-  code: number | null;
-  /** Wall-clock milliseconds from spawn to exit. */
-  ms: number;
-  stdout: string[];
-  stderr: string[];
-  transcript: string;
-}
-
-/** Runs `parley ARGS` to its end (SIGKILL after `ms`). */
-async function parley(args: string[], env: Env = {}, ms = 40_000): Promise<Run> {
-  const began = Date.now();
-  const proc = start(args, env);
-  const timer = setTimeout(() => proc.child.kill('SIGKILL'), ms);
-  const code = await proc.exited;
-  clearTimeout(timer);
-  // After 'close' both streams have ended: a final line without '\n' counts too.
-  const { stdout, stderr } = proc.raw();
-  const lines = (text: string): string[] => text.split('\n').map((l) => l.replace(/\r$/, '')).filter((l) => l.length > 0);
-  return { code, ms: Date.now() - began, stdout: lines(stdout), stderr: lines(stderr), transcript: proc.transcript() };
-}
-
-/** The end of a long transcript (a crash test's listen prints hundreds of lines). */
-function tail(text: string, chars = 6000): string {
-  return text.length <= chars ? text : `…${text.slice(-chars)}`;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Whether `promise` settled within `ms`. */
-async function settles(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const cap = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
-  try {
-    return await Promise.race([promise.then(() => true, () => true), cap]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** A port free for both UDP and TCP on 127.0.0.1 (bound on 0, then released). */
-async function freePort(): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const tcp = createServer();
-    const port = await new Promise<number>((resolve, reject) => {
-      tcp.once('error', reject);
-      tcp.listen(0, '127.0.0.1', () => resolve((tcp.address() as { port: number }).port));
-    });
-    const udp = createSocket('udp4');
-    const udpFree = await new Promise<boolean>((resolve) => {
-      udp.once('error', () => resolve(false));
-      udp.bind(port, '127.0.0.1', () => resolve(true));
-    });
-    await new Promise<void>((resolve) => tcp.close(() => resolve()));
-    await new Promise<void>((resolve) => {
-      try {
-        udp.close(() => resolve());
-      } catch {
-        resolve();
-      }
-    });
-    if (udpFree) return port;
-  }
-  throw new Error('no port free for both UDP and TCP');
-}
+// ---------------------------------------------------------------------------------------------
+// Ports
 
 function tcpAccepts(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -474,7 +285,7 @@ describe('parley send and parley listen', function () {
 
   afterEach(() => {
     // Everything but the server.
-    for (const child of children) if (child !== server?.proc.child) child.kill('SIGKILL');
+    killAllBut((child) => child === server?.proc.child);
   });
 
   function send(to: string, text: string, extra: string[] = [], user = 'alice@localhost', password = 'pw'): Promise<Run> {

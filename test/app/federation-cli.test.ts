@@ -5,229 +5,23 @@
 // ones). The central promise: in a line A–B–C, the middle server killed with SIGKILL in the
 // middle of a stream and restarted on the same data loses nothing and duplicates nothing — every
 // message A answered 202 reaches carol on C once, in order per sender.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createSocket } from 'node:dgram';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { ParleyClient } from '../../src/index.js';
-
-const root = fileURLToPath(new URL('../../', import.meta.url));
-const main = join(root, 'src', 'cli', 'main.ts');
+import { freePort, killAll, killAllBut, parley, removeTemporaries, settles, sleep, start, tail, tempDir, type Proc, type Run } from '../support/parley-process.js';
 
 const SECRET = 'federation-test-secret';
 
-// ---------------------------------------------------------------------------------------------
-// Child processes (as in test/app/cli.test.ts)
-
-/** Every child ever started, so that hooks can make sure none outlives its suite. */
-const children = new Set<ChildProcess>();
-/** Every temporary directory, removed at the very end. */
-const temporaries: string[] = [];
-
-function tempDir(label: string): string {
-  const dir = mkdtempSync(join(tmpdir(), `parley-fed-${label}-`));
-  temporaries.push(dir);
-  return dir;
-}
-
-function killAll(): void {
-  for (const child of children) {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  }
-}
-
 after(() => {
   killAll();
-  for (const dir of temporaries) rmSync(dir, { recursive: true, force: true });
+  removeTemporaries();
 });
 
-type Env = Record<string, string | undefined>;
-
-interface Proc {
-  child: ChildProcess;
-  args: string[];
-  /** Complete stdout lines so far. */
-  out(): string[];
-  /** Complete stderr lines so far. */
-  err(): string[];
-  raw(): { stdout: string; stderr: string };
-  transcript(): string;
-  /** Resolves with the exit code (null when killed by a signal), after the streams closed. */
-  exited: Promise<number | null>;
-  done(): boolean;
-  /** Polls `condition`; fails naming `what` (with the transcript and `context`) after `ms`, or when the process exits first. */
-  waitFor(condition: () => boolean, what: string, ms?: number, context?: () => string): Promise<void>;
-  /** Sends `signal` and waits for the exit; SIGKILL after `ms` if it does not go. */
-  stop(signal?: NodeJS.Signals, ms?: number): Promise<number | null>;
-}
-
-const defaultHome = tempDir('home');
-
-function environment(env: Env): NodeJS.ProcessEnv {
-  const result: NodeJS.ProcessEnv = { ...process.env, PARLEY_HOME: defaultHome };
-  delete result.PARLEY_PASSWORD;
-  delete result.PARLEY_FEDERATION_SECRET;
-  for (const [key, value] of Object.entries(env)) {
-    if (value === undefined) delete result[key];
-    else result[key] = value;
-  }
-  return result;
-}
-
-function start(args: string[], env: Env = {}): Proc {
-  const child = spawn(process.execPath, ['--import', 'tsx', main, ...args], {
-    cwd: root,
-    env: environment(env),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.add(child);
-  let stdout = '';
-  let stderr = '';
-  let finished = false;
-  // Complete lines, split as they arrive (a crash test's listen prints thousands, polled often).
-  const outLines: string[] = [];
-  const errLines: string[] = [];
-  let outPartial = '';
-  let errPartial = '';
-  const split = (partial: string, chunk: string, lines: string[]): string => {
-    const parts = (partial + chunk).split('\n');
-    const rest = parts.pop()!;
-    for (const line of parts) {
-      const clean = line.replace(/\r$/, '');
-      if (clean.length > 0) lines.push(clean);
-    }
-    return rest;
-  };
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-    stdout += chunk;
-    outPartial = split(outPartial, chunk, outLines);
-  });
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
-    stderr += chunk;
-    errPartial = split(errPartial, chunk, errLines);
-  });
-  const exited = new Promise<number | null>((resolve) => {
-    child.once('close', (code) => {
-      finished = true;
-      children.delete(child);
-      resolve(code);
-    });
-    child.once('error', () => {
-      finished = true;
-      children.delete(child);
-      resolve(null);
-    });
-  });
-  const transcript = (): string => `$ parley ${args.join(' ')}\n--- stdout ---\n${stdout}--- stderr ---\n${stderr}`;
-  return {
-    child,
-    args,
-    out: () => outLines,
-    err: () => errLines,
-    raw: () => ({ stdout, stderr }),
-    transcript,
-    exited,
-    done: () => finished,
-    async waitFor(condition, what, ms = 30_000, context = () => '') {
-      const deadline = Date.now() + ms;
-      while (!condition()) {
-        if (finished) {
-          await sleep(50);
-          if (condition()) return;
-          throw new Error(`the process exited (${String(child.exitCode ?? child.signalCode)}) before ${what}\n${tail(transcript())}\n${context()}`);
-        }
-        if (Date.now() > deadline) throw new Error(`gave up after ${ms} ms waiting for ${what}\n${tail(transcript())}\n${context()}`);
-        await sleep(20);
-      }
-    },
-    async stop(signal = 'SIGTERM', ms = 15_000) {
-      if (finished) return exited;
-      child.kill(signal);
-      const timer = setTimeout(() => child.kill('SIGKILL'), ms);
-      try {
-        return await exited;
-      } finally {
-        clearTimeout(timer);
-      }
-    },
-  };
-}
-
-interface Run {
-  code: number | null;
-  ms: number;
-  stdout: string[];
-  stderr: string[];
-  /** stdout exactly as written. */
-  rawStdout: string;
-  transcript: string;
-}
-
-/** Runs `parley ARGS` to its end (SIGKILL after `ms`). */
-async function parley(args: string[], env: Env = {}, ms = 40_000): Promise<Run> {
-  const began = Date.now();
-  const proc = start(args, env);
-  const timer = setTimeout(() => proc.child.kill('SIGKILL'), ms);
-  const code = await proc.exited;
-  clearTimeout(timer);
-  const { stdout, stderr } = proc.raw();
-  const lines = (text: string): string[] => text.split('\n').map((l) => l.replace(/\r$/, '')).filter((l) => l.length > 0);
-  return { code, ms: Date.now() - began, stdout: lines(stdout), stderr: lines(stderr), rawStdout: stdout, transcript: proc.transcript() };
-}
-
-function tail(text: string, chars = 5000): string {
-  return text.length <= chars ? text : `…${text.slice(-chars)}`;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Whether `promise` settled within `ms`. */
-async function settles(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const cap = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
-  try {
-    return await Promise.race([promise.then(() => true, () => true), cap]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** A port free for both UDP and TCP on 127.0.0.1 (bound on 0, then released), never one handed out before. */
-const handedOut = new Set<number>();
-async function freePort(): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const tcp = createServer();
-    const port = await new Promise<number>((resolve, reject) => {
-      tcp.once('error', reject);
-      tcp.listen(0, '127.0.0.1', () => resolve((tcp.address() as { port: number }).port));
-    });
-    const udp = createSocket('udp4');
-    const udpFree = await new Promise<boolean>((resolve) => {
-      udp.once('error', () => resolve(false));
-      udp.bind(port, '127.0.0.1', () => resolve(true));
-    });
-    await new Promise<void>((resolve) => tcp.close(() => resolve()));
-    await new Promise<void>((resolve) => {
-      try {
-        udp.close(() => resolve());
-      } catch {
-        resolve();
-      }
-    });
-    if (udpFree && !handedOut.has(port)) {
-      handedOut.add(port);
-      return port;
-    }
-  }
-  throw new Error('no port free for both UDP and TCP');
-}
+// ---------------------------------------------------------------------------------------------
+// Users
 
 async function addUsers(data: string, ...users: string[]): Promise<void> {
   for (const user of users) {
@@ -491,7 +285,7 @@ describe('a line A–B–C of parley servers (--peer A→B, B→C, --secret, --p
   afterEach(() => {
     // Everything but the servers.
     const servers = new Set(nodes.map((node) => node.proc?.child));
-    for (const child of children) if (!servers.has(child)) child.kill('SIGKILL');
+    killAllBut((child) => servers.has(child));
   });
 
   it('parley network prints the table of docs/federation.md for A: its neighbour up, routes with hop counts, relaying 0', async () => {
