@@ -158,11 +158,6 @@ export class Federation extends EventEmitter<FederationEvents> {
     return this.table.best(domain) !== undefined || this.table.isKnown(domain) || this.config.dnsFallback;
   }
 
-  /** The link's state, for the server's intake and tests. */
-  linkState(name: string): LinkState | undefined {
-    return this.links.get(name)?.state;
-  }
-
   /**
    * Checks a server's digest credentials (docs/federation.md "Authentication"): realm
    * `peers@<our name>`, username the neighbour's name. Our own names are never a neighbour's.
