@@ -1,8 +1,7 @@
-import { mkdirSync } from 'node:fs';
 import { accountHashes } from '../app/server/accounts.js';
-import { databasePath, DEFAULT_CONFIG } from '../app/server/server-config.js';
+import { DEFAULT_CONFIG } from '../app/server/server-config.js';
 import { aorOf, displayAor } from '../app/store/aor.js';
-import { SqliteStore } from '../app/store/sqlite-store.js';
+import { openStore } from '../app/store/open-store.js';
 import { StoreError } from '../app/store/store-error.js';
 import { parseArguments } from './arguments.js';
 import { readPassword } from './password.js';
@@ -23,8 +22,7 @@ export async function userCommand(args: string[], out: (line: string) => void, e
     return 2;
   }
   const data = parsed.strings.get('data') ?? DEFAULT_CONFIG.data;
-  mkdirSync(data, { recursive: true });
-  const store = SqliteStore.open(databasePath(data));
+  const store = openStore(data);
   try {
     if (action === 'list') {
       for (const account of store.accounts()) out(displayAor(account.aor));

@@ -14,6 +14,7 @@ import { ParleyError } from '../../util/errors.js';
 import { CpimError, cpimHeader, formatCpim, imdnHeaders, parseCpim } from '../im/cpim.js';
 import { IMDN_CONTENT_TYPE, parseDeliveryNotification } from '../im/imdn.js';
 import { aorOf, displayAor, splitAor } from '../store/aor.js';
+import { wallClockOf, type WallClock } from '../wall-clock.js';
 import { DeviceState } from './device-state.js';
 
 /**
@@ -92,6 +93,8 @@ export class ParleyClient extends EventEmitter<ClientEvents> {
    * none is acknowledged to the server without having been seen.
    */
   private readonly held: Array<{ event: 'message' | 'delivered'; dispatch: () => void; refuse: () => void }> = [];
+  /** CPIM DateTime of what we send, and the time of a message that carries none: the stack's clock. */
+  private readonly clock: WallClock;
 
   private constructor(
     private readonly stack: SipStack,
@@ -102,6 +105,7 @@ export class ParleyClient extends EventEmitter<ClientEvents> {
   ) {
     super();
     this.aor = displayAor(aor);
+    this.clock = wallClockOf(stack.clock);
   }
 
   /** Registers with the server; resolves once registered, rejects with a ClientError otherwise. */
@@ -208,7 +212,7 @@ export class ParleyClient extends EventEmitter<ClientEvents> {
     const body = formatCpim({
       from: `sip:${this.aor}`,
       to: recipient,
-      dateTime: new Date(),
+      dateTime: new Date(this.clock.now()),
       messageId,
       notifications: options.notify === false ? [] : ['positive-delivery'],
       contentType: 'text/plain;charset=utf-8',
@@ -242,7 +246,7 @@ export class ParleyClient extends EventEmitter<ClientEvents> {
     const from = displayAor(incoming.from.uri.toString().replace(/;.*$/, ''));
     const to = displayAor(incoming.to.uri.toString().replace(/;.*$/, ''));
     const dateHeader = incoming.request.header('Date');
-    let time = dateHeader !== undefined && !Number.isNaN(Date.parse(dateHeader)) ? new Date(dateHeader) : new Date();
+    let time = dateHeader !== undefined && !Number.isNaN(Date.parse(dateHeader)) ? new Date(dateHeader) : new Date(this.clock.now());
     let contentType = incoming.contentType ?? 'text/plain';
     let body = incoming.body;
     let messageId: string | undefined;

@@ -10,7 +10,7 @@ import type { ServerSubscription } from '../../tu/dum/server-subscription.js';
 import type { TimerQueue } from '../../util/timer-queue.js';
 import type { Logger } from '../logger.js';
 import { displayAor, splitAor } from '../store/aor.js';
-import type { StoredMessage } from '../store/sqlite-store.js';
+import type { StoredMessage } from '../store/store.js';
 import type { PeerConfig, ServerConfig } from '../server/server-config.js';
 import { Discovery } from './discovery.js';
 import {

@@ -2,6 +2,7 @@ import { EventEmitter } from 'eventemitter3';
 import type { ClientSubscription } from '../../tu/dum/client-subscription.js';
 import type { DialogUsageManager } from '../../tu/dum/dialog-usage-manager.js';
 import type { TimerHandle } from '../../util/clock.js';
+import { wallClockOf, type WallClock } from '../wall-clock.js';
 import type { TimerQueue } from '../../util/timer-queue.js';
 import { DocumentError, formatHello, HELLO_TYPE, parseHello, parseRoutes, ROUTES_EVENT, ROUTES_TYPE, type Hello, type RoutesDocument } from './documents.js';
 
@@ -47,7 +48,9 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   private current: LinkState = 'down';
   /** The wait before the next try after the last failure (for the log). */
   retryInMs = 0;
-  private changedAt = new Date();
+  private changedAt: Date;
+  /** `since` in wall-clock time, from the stack's clock. */
+  private readonly wall: WallClock;
   private subscription: ClientSubscription | undefined;
   private lastVersion = 0;
   /** The neighbour's boot id from its NOTIFYs: another one in its SUBSCRIBE means it restarted. */
@@ -71,6 +74,8 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     private readonly timing: LinkTiming,
   ) {
     super();
+    this.wall = wallClockOf(dum.clock);
+    this.changedAt = new Date(this.wall.now());
   }
 
   get state(): LinkState {
@@ -172,7 +177,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
       this.pingsSent = 0;
       this.pingAnswered = 0;
       this.current = 'up';
-      this.changedAt = new Date();
+      this.changedAt = new Date(this.wall.now());
       this.schedulePing();
     }
     // Routes first, then "up": whoever retries on "up" (the relay couriers) finds them in the table.
@@ -254,7 +259,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   private setState(state: LinkState, detail: string): void {
     const changed = state !== this.current;
     this.current = state;
-    if (changed) this.changedAt = new Date();
+    if (changed) this.changedAt = new Date(this.wall.now());
     if (changed || state !== 'connecting') this.emit('state', state, detail);
   }
 }

@@ -4,9 +4,14 @@ import type { DigestAlgorithm } from '../../tu/dum/digest.js';
 import { digestHa1 } from '../../tu/dum/digest.js';
 import { DigestAuthenticator, type AuthenticateOptions, type AuthOutcome, type RequestAuthenticator } from '../../tu/dum/digest-authenticator.js';
 import { splitAor, type Aor } from '../store/aor.js';
-import { ACCOUNT_ALGORITHMS, type AccountHashes, type SqliteStore } from '../store/sqlite-store.js';
+import { ACCOUNT_ALGORITHMS, type AccountAlgorithm, type AccountHashes, type AccountStore } from '../store/store.js';
+import type { WallClock } from '../wall-clock.js';
 
-/** HA1 per algorithm for an account; the realm is the AOR's domain. The password is not kept. */
+/**
+ * HA1 per algorithm for an account; the realm is the AOR's domain. The password is not kept.
+ * Every algorithm a server may be configured to offer (`digestAlgorithms`) gets one, so an
+ * account answers whatever order a server is given.
+ */
 export function accountHashes(aor: Aor, password: string): AccountHashes {
   const { user, domain } = splitAor(aor);
   const hashes = {} as AccountHashes;
@@ -16,7 +21,7 @@ export function accountHashes(aor: Aor, password: string): AccountHashes {
 
 /** The digest credential store over the accounts table: `user@realm` is the account. */
 export class AccountCredentials implements CredentialStore {
-  constructor(private readonly store: SqliteStore) {}
+  constructor(private readonly store: Pick<AccountStore, 'account'>) {}
 
   lookup(username: string, realm: string, algorithm: DigestAlgorithm): string | undefined {
     const account = this.store.account(`sip:${username}@${realm.toLowerCase()}`);
@@ -26,6 +31,15 @@ export class AccountCredentials implements CredentialStore {
   }
 }
 
+export interface DomainAuthenticatorOptions {
+  /** Challenge order = preference (RFC 8760 §2.3); default the DUM's (SHA-512-256, SHA-256, MD5). */
+  algorithms?: readonly AccountAlgorithm[];
+  /** Nonce times (RFC 7616 §3.3 stale); default the DUM's wall clock. */
+  clock?: WallClock;
+  /** The nonce key; default random per authenticator. */
+  secret?: Uint8Array;
+}
+
 /**
  * One digest realm per served domain (an account's realm is its domain): the realm of a request
  * is the domain of its Request-URI for REGISTER (§10.3 step 1), of its From for anything else.
@@ -33,8 +47,10 @@ export class AccountCredentials implements CredentialStore {
 export class DomainAuthenticators implements RequestAuthenticator {
   private readonly byDomain = new Map<string, DigestAuthenticator>();
 
-  constructor(domains: readonly string[], credentials: CredentialStore, secret?: Uint8Array) {
-    for (const domain of domains) this.byDomain.set(domain.toLowerCase(), new DigestAuthenticator({ realm: domain, credentials, secret }));
+  constructor(domains: readonly string[], credentials: CredentialStore, options: DomainAuthenticatorOptions = {}) {
+    const { secret, clock } = options;
+    const algorithms = options.algorithms === undefined ? undefined : [...options.algorithms];
+    for (const domain of domains) this.byDomain.set(domain.toLowerCase(), new DigestAuthenticator({ realm: domain, credentials, secret, algorithms, clock }));
   }
 
   forDomain(domain: string): DigestAuthenticator | undefined {

@@ -1,4 +1,4 @@
-export { accountHashes, AccountCredentials, DomainAuthenticators } from './accounts.js';
-export { DeliveryScheduler, deviceOf, type DeliveryEvents, type DeliveryOptions, type DeviceSender } from './delivery.js';
+export { accountHashes, AccountCredentials, DomainAuthenticators, type DomainAuthenticatorOptions } from './accounts.js';
+export { DeliveryScheduler, deviceOf, RELAY, RELAY_CURSOR, type CourierSender, type CourierTarget, type DeliveryEvents, type DeliveryLog, type DeliveryOptions, type DeviceTarget, type RelayTarget } from './delivery.js';
 export { ParleyServer, type ParleyServerEvents, type ParleyServerOptions } from './parley-server.js';
 export { ConfigError, databasePath, DEFAULT_CONFIG, DEFAULT_DISCOVERY, readConfigFile, resolveConfig, type DiscoveryConfig, type PeerConfig, type ServerConfig } from './server-config.js';

@@ -1,28 +1,29 @@
 import { EventEmitter } from 'eventemitter3';
-import { mkdirSync, readFileSync } from 'node:fs';
-import { createHash, randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
 import { createRequest } from '../../message/builder.js';
 import { SipStack, type SipStackOptions } from '../../stack.js';
 import type { Transport } from '../../transport/types.js';
 import type { Target } from '../../transport/transport-selector.js';
 import { DialogUsageManager } from '../../tu/dum/dialog-usage-manager.js';
 import type { StoredBinding } from '../../tu/dum/location-store.js';
-import { acceptsType, mediaTypeOf } from '../../tu/dum/media-types.js';
-import type { Answer, IncomingMessage } from '../../tu/dum/pager.js';
+import { mediaTypeOf } from '../../tu/dum/media-types.js';
+import type { IncomingMessage } from '../../tu/dum/pager.js';
 import { Registrar } from '../../tu/dum/registrar.js';
 import { parseNameAddr } from '../../message/name-addr.js';
 import { parseUri } from '../../message/uri.js';
-import { CpimError, cpimAddress, cpimHeader, formatCpim, imdnHeaders, parseCpim } from '../im/cpim.js';
+import { cpimHeader, formatCpim, parseCpim } from '../im/cpim.js';
 import { formatDeliveryNotification, IMDN_CONTENT_TYPE } from '../im/imdn.js';
 import { silentLogger, type Logger } from '../logger.js';
-import { aorOf, displayAor, splitAor, type Aor } from '../store/aor.js';
-import { SqliteStore, type StoredMessage } from '../store/sqlite-store.js';
-import { StoreError } from '../store/store-error.js';
+import { displayAor, splitAor, type Aor } from '../store/aor.js';
+import { openStore } from '../store/open-store.js';
+import type { Store, StoredMessage } from '../store/store.js';
+import { wallClockOf, type WallClock } from '../wall-clock.js';
 import { AccountCredentials, DomainAuthenticators } from './accounts.js';
-import { DeliveryScheduler } from './delivery.js';
-import { MESSAGE_ID_HEADER, parsePath, parseRelayedMessageId, PATH_HEADER } from '../federation/documents.js';
+import { DeliveryScheduler, type CourierTarget } from './delivery.js';
 import { Federation } from '../federation/federation.js';
-import { databasePath, resolveConfig, type ServerConfig } from './server-config.js';
+import { INTAKE_STEPS, runIntake, type IntakeServer } from './intake.js';
+import { resolveConfig, type ServerConfig } from './server-config.js';
 
 export interface ParleyServerEvents {
   /** Durable, and answered 202. */
@@ -59,49 +60,69 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
   private readonly relayed = new Set<Aor>();
   /** Peers, a network secret or discovery: MESSAGEs from other domains must come from a server. */
   readonly federated: boolean;
+  /** Wall-clock time from the stack's clock: what is stored, Date headers, retention. */
+  private readonly clock: WallClock;
+  /** What the intake steps see of this server (src/app/server/intake.ts). */
+  private readonly intake: IntakeServer;
   private purgeTimer: ReturnType<SipStack['timers']['schedule']> | undefined;
   private stopping: Promise<void> | undefined;
 
   private constructor(
     readonly config: ServerConfig,
-    readonly store: SqliteStore,
+    readonly store: Store,
     readonly stack: SipStack,
     readonly dum: DialogUsageManager,
     private readonly logger: Logger,
   ) {
     super();
     this.domains = new Set(config.domains);
+    this.clock = wallClockOf(stack.clock);
     this.federated = config.peers.length > 0 || config.federationSecret !== undefined || config.discovery !== false;
     this.federation = new Federation(config, dum, stack.timers, logger, config.advertise ?? advertisedUri(stack.transports), () => this.relayingCount());
-    this.authenticators = new DomainAuthenticators(config.domains, new AccountCredentials(store));
+    this.authenticators = new DomainAuthenticators(config.domains, new AccountCredentials(store), { algorithms: config.digestAlgorithms, clock: this.clock });
     this.registrar = new Registrar(dum, { domains: config.domains, store, authenticator: this.authenticators });
-    this.delivery = new DeliveryScheduler(store, stack.timers, (message, binding) => (binding === RELAY ? this.federation.forward(message) : this.sendToDevice(message, binding)), {
+    this.delivery = new DeliveryScheduler(store, stack.timers, (message, target) => (target.kind === 'relay' ? this.federation.forward(message) : this.sendToDevice(message, target.binding)), {
       // A relay sends one at a time (docs/federation.md): with more in flight, a next hop that
       // refuses one (480 while it relearns its routes, 503 when busy) and takes the next would
       // store them out of order, and per-sender order is the contract.
-      window: (binding) => (binding === RELAY ? config.relayWindow : config.deliveryWindow),
+      window: (target) => (target.kind === 'relay' ? config.relayWindow : config.deliveryWindow),
       retryMs: config.deliveryRetryMs,
-    });
+    }, () => this.clock.now());
     this.registrar.on('bindings', (aor, bindings) => {
       this.logger.info(`${displayAor(aor)}: ${bindings.length} device${bindings.length === 1 ? '' : 's'} registered`);
       // After the registrar's 200 has gone: a device hears that it is registered before it gets mail.
       setImmediate(() => this.delivery.update(aor, bindings));
       this.emit('bindings', aor, bindings.length);
     });
-    this.delivery.on('delivered', (message, device, first) => {
+    this.delivery.on('delivered', (message, target, first) => {
       // Handed to the next hop is not delivered: the recipient's home notifies when a device takes it.
-      if (device === RELAY.instance) return;
-      this.emit('delivered', message, device);
+      if (target.kind === 'relay') return;
+      this.emit('delivered', message, target.cursor);
       if (first && message.notify) void this.notifyDelivered(message);
     });
-    this.delivery.on('refused', (message, device, status) =>
-      this.logger.warn(`message ${message.id} for ${displayAor(message.recipient)} refused by ${device === RELAY.instance ? 'the next hop' : device} with ${status}; ${device === RELAY.instance ? 'dropped' : 'skipped for that device'}`),
+    this.delivery.on('refused', (message, target, status) =>
+      this.logger.warn(`message ${message.id} for ${displayAor(message.recipient)} refused by ${target.kind === 'relay' ? 'the next hop' : target.cursor} with ${status}; ${target.kind === 'relay' ? 'dropped' : 'skipped for that device'}`),
     );
-    this.delivery.on('retrying', (recipient, device, status, delay) => this.logger.info(`delivery to ${device} (${displayAor(recipient)}) failed with ${status}; next try in ${Math.round(delay / 1000)} s`));
+    this.delivery.on('retrying', (recipient, target, status, delay) => this.logger.info(`delivery to ${describeTarget(target)} (${displayAor(recipient)}) failed with ${status}; next try in ${Math.round(delay / 1000)} s`));
     // A way opened (or changed): whatever waits for that domain goes now, not at its backoff.
     this.federation.on('route', (domain, nextHop) => nextHop !== undefined && this.retryRelays(domain));
     // A neighbour back (perhaps restarted before we saw it down, its routes unchanged): retry all.
     this.federation.on('link', (_name, state) => state === 'up' && this.retryRelays());
+    this.intake = {
+      config,
+      domains: this.domains,
+      federated: this.federated,
+      store,
+      users: this.authenticators,
+      federation: this.federation,
+      clock: this.clock,
+      logger,
+      took: (message, local) => {
+        this.emit('stored', message);
+        if (local) this.delivery.kick(message.recipient);
+        else this.relay(message.recipient);
+      },
+    };
     dum.onMessage((message) => this.receive(message));
     // docs/federation.md: a neighbour's ping gets our hello, `parley network` the admin view.
     dum.onOptions((request) => this.federation.optionsBody(request.message.headers('accept').join(', '), request.source.address));
@@ -118,10 +139,11 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
   static async start(config: Partial<ServerConfig> = {}, options: ParleyServerOptions = {}): Promise<ParleyServer> {
     const resolved = resolveConfig(config);
     const logger = options.logger ?? silentLogger;
-    const store = openStore(resolved.data);
     const tls = resolved.tls ? { cert: readFileSync(resolved.tls.cert), key: readFileSync(resolved.tls.key) } : undefined;
     // A MESSAGE handler waits for the group commit, so many run at once: that is what fills a commit.
     const stack = new SipStack({ tuConcurrency: 4096, ...options.stack, transports: resolved.listen, tls });
+    // The store stamps times of its own (a cursor's first row) on the same clock as the server.
+    const store = openStore(resolved.data, { clock: wallClockOf(stack.clock) });
     try {
       await stack.start();
     } catch (error) {
@@ -161,118 +183,21 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
 
   // ---- intake: RFC 3428 §7 at a server that stores and forwards --------------------------------
 
-  private async receive(incoming: IncomingMessage): Promise<Answer> {
-    const request = incoming.request;
-    let sender: Aor;
-    let recipient: Aor;
-    try {
-      sender = aorOf(request.from.uri.toString());
-    } catch {
-      return { status: 400, reason: 'From is not an address of the form user@domain' };
-    }
-    const senderDomain = splitAor(sender).domain;
-    /** The neighbour that handed it to us (docs/federation.md), or undefined for a user. */
-    let peer: string | undefined;
-    // A server speaks when it answers our peers realm, or when a foreign sender may only come
-    // through one (federated, and not acceptForeign): only with the link's secret (docs/federation.md).
-    const fromServer = this.federated && (this.federation.hasPeerCredentials(request) || (!this.domains.has(senderDomain) && !this.config.acceptForeign));
-    if (fromServer) {
-      const outcome = await this.federation.authenticatePeer(request);
-      if (!outcome.ok) return outcome.response;
-      peer = outcome.name;
-    } else if (this.domains.has(senderDomain)) {
-      // Every MESSAGE from one of our users is authenticated, and only as themselves (docs/server.md).
-      const outcome = await this.authenticators.authenticate(request);
-      if (!outcome.ok) return outcome.response;
-      if (`sip:${outcome.username}@${senderDomain}` !== sender) return { status: 403, reason: `${outcome.username} may not send as ${displayAor(sender)}` };
-    } else if (!this.config.acceptForeign) {
-      return { status: 403, reason: `Senders of ${senderDomain} are not accepted here` };
-    }
-    const path = peer !== undefined ? parsePath(request.header(PATH_HEADER)) : [];
-    // RFC 3261 §16.3 item 4, RFC 5393: a message that has been here before is in a loop.
-    if (path.some((server) => this.domains.has(server))) return { status: 482, reason: 'Loop Detected' };
-    if (peer !== undefined && this.domains.has(senderDomain)) return { status: 403, reason: `${peer} may not send as ${displayAor(sender)}` };
-    try {
-      recipient = aorOf(request.requestUri.toString());
-    } catch {
-      return { status: 404, reason: 'No such user' };
-    }
-    const recipientDomain = splitAor(recipient).domain;
-    const local = this.domains.has(recipientDomain);
-    // A user's Max-Forwards is capped at ours; a neighbour's is what the path has left.
-    const receivedMaxForwards = request.maxForwards ?? this.config.maxForwards;
-    const maxForwards = peer !== undefined ? receivedMaxForwards : Math.min(receivedMaxForwards, this.config.maxForwards);
-    if (local) {
-      if (!this.store.account(recipient)) return { status: 404, reason: 'No such user' };
-    } else {
-      // We relay only for our users and our neighbours: an anonymous foreign sender may only reach us.
-      if (peer === undefined && !this.domains.has(senderDomain)) return { status: 403, reason: 'Relaying denied' };
-      // RFC 3261 §16.3 item 3: no hops left to forward it.
-      if (maxForwards <= 0) return { status: 483, reason: 'Too Many Hops' };
-      if (!this.federation.accepts(recipientDomain)) {
-        // To a neighbour, a route it saw from us that is gone for now: it keeps the message and retries.
-        if (peer !== undefined) return { status: 480, reason: 'No route to domain', headers: { 'Retry-After': '5' } };
-        return { status: 404, reason: 'No route to domain' };
-      }
-    }
-    if (request.body.length > this.config.maxMessageBytes) return { status: 413, reason: `Message body over ${this.config.maxMessageBytes} bytes` };
-    const contentType = request.contentType ?? 'text/plain';
-    const accept = { Accept: this.config.acceptedTypes.join(', ') };
-    if (!acceptsType(this.config.acceptedTypes, contentType)) return { status: 415, headers: accept };
-
-    let messageId: string | undefined;
-    let notify = false;
-    if (mediaTypeOf(contentType) === 'message/cpim') {
-      try {
-        const cpim = parseCpim(request.body);
-        if (cpim.contentType !== undefined && !acceptsType(this.config.acceptedTypes, cpim.contentType)) return { status: 415, headers: accept };
-        const cpimFrom = safeAor(cpimAddress(cpimHeader(cpim.headers, 'From')!));
-        if (cpimFrom !== sender) return { status: 403, reason: 'The CPIM From is not the sender' };
-        const imdn = imdnHeaders(cpim);
-        messageId = imdn.messageId;
-        notify = imdn.notifications.includes('positive-delivery');
-      } catch (error) {
-        if (error instanceof CpimError) return { status: 400, reason: error.message.slice(0, 100) };
-        throw error;
-      }
-    }
-    // Without a CPIM Message-ID the request itself names the message: a retransmission, or a
-    // replay of the same request after a restart, is the same message.
-    if (peer !== undefined) messageId = parseRelayedMessageId(request.header(MESSAGE_ID_HEADER)) ?? messageId;
-    messageId ??= `sip-${createHash('sha256').update(`${request.callId}\n${request.cseq.seq}\n${request.from.tag ?? ''}`).digest('hex').slice(0, 32)}`;
-
-    if (this.store.stored(recipient) >= this.config.maxStoredPerUser)
-      return { status: 480, reason: 'Mailbox full', headers: { 'Retry-After': '60' } };
-    if (this.store.commitBacklog >= this.config.maxCommitBacklog) return { status: 503, reason: 'Store busy', headers: { 'Retry-After': '1' } };
-    try {
-      const fresh = { recipient, sender, messageId, contentType, body: request.body, receivedAt: Date.now(), notify, path, maxForwards };
-      const stored = await this.store.append(fresh);
-      if (!stored.duplicate) {
-        this.emit('stored', { ...fresh, id: stored.id });
-        if (local) this.delivery.kick(recipient);
-        else this.relay(recipient);
-      }
-    } catch (error) {
-      if (error instanceof StoreError) {
-        this.logger.error(`store: ${error.message}`);
-        return { status: 503, reason: 'Store unavailable', headers: { 'Retry-After': '5' } };
-      }
-      throw error;
-    }
-    // RFC 3428 §7: 202 — accepted for delivery, not yet delivered to the final recipient.
-    return 202;
+  /** The steps of src/app/server/intake.ts, in their order; the first answer is sent. */
+  private receive(incoming: IncomingMessage): ReturnType<typeof runIntake> {
+    return runIntake(incoming.request, this.intake, INTAKE_STEPS);
   }
 
   /** Relay couriers (of one domain, or all) try now, whatever their backoff. */
   private retryRelays(domain?: string): void {
-    for (const recipient of this.relayed) if (domain === undefined || splitAor(recipient).domain === domain) this.delivery.update(recipient, [RELAY]);
+    for (const recipient of this.relayed) if (domain === undefined || splitAor(recipient).domain === domain) this.delivery.relay(recipient);
   }
 
   /** A foreign recipient's log goes to the next hop, by a courier like a device's (docs/federation.md). */
   private relay(recipient: Aor): void {
     if (!this.relayed.has(recipient)) {
       this.relayed.add(recipient);
-      this.delivery.update(recipient, [RELAY]);
+      this.delivery.relay(recipient);
     }
     this.delivery.kick(recipient);
   }
@@ -316,7 +241,7 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
         // Stored after a successful parse; keep the store time.
       }
     }
-    const now = new Date();
+    const now = new Date(this.clock.now());
     const messageId = randomUUID();
     const body = formatCpim({
       from: message.recipient,
@@ -355,7 +280,7 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
   private schedulePurge(): void {
     const run = (): void => {
       try {
-        const removed = this.store.purge(Date.now(), this.config.retentionDays * DAY_MS);
+        const removed = this.store.purge(this.clock.now(), this.config.retentionDays * DAY_MS);
         if (removed > 0) this.logger.info(`purged ${removed} delivered or expired message${removed === 1 ? '' : 's'}`);
       } catch (error) {
         this.logger.error(`purge failed: ${String(error)}`);
@@ -364,13 +289,6 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
     };
     run();
   }
-}
-
-/** The store under the data directory (created when missing), or in memory. */
-function openStore(data: string): SqliteStore {
-  if (data === ':memory:') return SqliteStore.open(':memory:');
-  mkdirSync(data, { recursive: true });
-  return SqliteStore.open(databasePath(data));
 }
 
 /**
@@ -384,19 +302,10 @@ function flowTarget(binding: StoredBinding): Target | undefined {
   return undefined;
 }
 
-function safeAor(text: string): Aor | undefined {
-  try {
-    return aorOf(text);
-  } catch {
-    return undefined;
-  }
+/** A courier target for people: the device, or the relay. */
+function describeTarget(target: CourierTarget): string {
+  return target.kind === 'relay' ? 'the next hop' : target.cursor;
 }
-
-/**
- * The courier target of a foreign recipient: not a device, the next hop (docs/federation.md).
- * It never expires; the cursor under its name moves when the next hop answers 2xx.
- */
-const RELAY: StoredBinding = { contact: 'parley:relay', instance: 'parley:relay', expiresAt: Number.MAX_SAFE_INTEGER, callId: '', cseq: 0, params: {} };
 
 /** The URI neighbours reach us at: the first stream listener, else the first one. */
 function advertisedUri(transports: readonly Transport[]): string {

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { ParleyError } from '../../util/errors.js';
+import { ACCOUNT_ALGORITHMS, type AccountAlgorithm } from '../store/store.js';
 
 /** A configuration that cannot run. Code: `CONFIG_INVALID`. */
 export class ConfigError extends ParleyError {}
@@ -27,6 +27,12 @@ export interface ServerConfig {
   acceptedTypes: string[];
   /** Take MESSAGEs from senders of domains we do not serve, unauthenticated. */
   acceptForeign: boolean;
+  /**
+   * Digest algorithms our users are challenged with, one WWW-Authenticate each, in this order
+   * (RFC 8760 §2.3: the first is the one preferred). Clients that read only the first challenge
+   * (SIPp 3.6 with -au/-ap, many deployed phones) need MD5 first: docs/server.md.
+   */
+  digestAlgorithms: AccountAlgorithm[];
   /** Redelivery backoff: first wait and cap, in ms (doubling in between). */
   deliveryRetryMs: [number, number];
   /** MESSAGEs in flight to one device at a time, sent in log order (1: each waits for the previous 2xx). */
@@ -84,6 +90,7 @@ const defaults: ServerConfig = {
   maxCommitBacklog: 20_000,
   acceptedTypes: ['text/*', 'message/cpim', 'message/imdn+xml', 'application/json'],
   acceptForeign: false,
+  digestAlgorithms: ['SHA-512-256', 'SHA-256', 'MD5'],
   deliveryRetryMs: [1000, 300_000],
   deliveryWindow: 32,
   relayWindow: 1,
@@ -127,6 +134,7 @@ export function resolveConfig(base: Partial<ServerConfig> = {}): ServerConfig {
   positive('deliveryWindow');
   positive('relayWindow');
   if (typeof config.acceptForeign !== 'boolean') throw new ConfigError('CONFIG_INVALID', '"acceptForeign" must be true or false');
+  config.digestAlgorithms = digestAlgorithms(config.digestAlgorithms as unknown);
   const retry = config.deliveryRetryMs as unknown;
   if (!Array.isArray(retry) || retry.length !== 2 || !retry.every((v) => typeof v === 'number' && v > 0) || retry[0] > retry[1])
     throw new ConfigError('CONFIG_INVALID', '"deliveryRetryMs" must be [first, cap] in ms with first <= cap');
@@ -134,6 +142,24 @@ export function resolveConfig(base: Partial<ServerConfig> = {}): ServerConfig {
   if (config.tls !== undefined && (typeof config.tls.cert !== 'string' || typeof config.tls.key !== 'string'))
     throw new ConfigError('CONFIG_INVALID', '"tls" must be { "cert": FILE, "key": FILE }');
   return config;
+}
+
+/**
+ * The algorithms as given (names case-insensitive, RFC 7616 §3.3), spelled as RFC 8760 does.
+ * Only those an account keeps an HA1 for: a `-sess` variant or another hash would challenge
+ * with something no account can answer.
+ */
+function digestAlgorithms(value: unknown): AccountAlgorithm[] {
+  const why = `"digestAlgorithms" must be a non-empty list of distinct names among ${ACCOUNT_ALGORITHMS.join(', ')}`;
+  if (!Array.isArray(value) || value.length === 0) throw new ConfigError('CONFIG_INVALID', why);
+  const names = value.map((name: unknown) => {
+    const known = typeof name === 'string' ? ACCOUNT_ALGORITHMS.find((a) => a.toLowerCase() === name.trim().toLowerCase()) : undefined;
+    if (known === undefined) throw new ConfigError('CONFIG_INVALID', `${why}, not ${JSON.stringify(name)}`);
+    return known;
+  });
+  // RFC 8760 §2.3: each challenge for one realm must use a different algorithm.
+  if (new Set(names).size !== names.length) throw new ConfigError('CONFIG_INVALID', `${why}: ${names.join(', ')} names one twice`);
+  return names;
 }
 
 function checkFederation(config: ServerConfig): void {
@@ -186,10 +212,8 @@ function checkFederation(config: ServerConfig): void {
   }
 }
 
-/** The database file inside a data directory (the server and `parley user` open the same one). */
-export function databasePath(data: string): string {
-  return join(data, 'parley.db');
-}
+// The database file of a data directory; kept exported here, where it always was.
+export { databasePath } from '../store/open-store.js';
 
 /** Reads a JSON configuration file (an object of ServerConfig fields). */
 export function readConfigFile(path: string): Partial<ServerConfig> {

@@ -1,46 +1,13 @@
 import Database from 'better-sqlite3';
-import type { DigestAlgorithm } from '../../tu/dum/digest.js';
-import type { LocationStore, StoredBinding } from '../../tu/dum/location-store.js';
+import type { StoredBinding } from '../../tu/dum/location-store.js';
+import { systemWallClock, type WallClock } from '../wall-clock.js';
 import type { Aor } from './aor.js';
+import type { Account, AccountHashes, AppendResult, DeviceCursor, NewMessage, Store, StoredMessage } from './store.js';
 import { StoreError } from './store-error.js';
 
-/** The digest algorithms an account keeps an HA1 for (RFC 7616 / RFC 8760). */
-export const ACCOUNT_ALGORITHMS = ['MD5', 'SHA-256', 'SHA-512-256'] as const satisfies readonly DigestAlgorithm[];
-export type AccountHashes = Record<(typeof ACCOUNT_ALGORITHMS)[number], string>;
-
-export interface Account {
-  aor: Aor;
-  /** HA1 = H(user:realm:password) per algorithm, hex; the realm is the AOR's domain. */
-  hashes: AccountHashes;
-  createdAt: number;
-}
-
-/** A message as it is handed to the store: for one recipient, from one sender. */
-export interface NewMessage {
-  recipient: Aor;
-  sender: Aor;
-  /** Stable across retries (CPIM imdn.Message-ID, RFC 5438 §6.3): (recipient, sender, messageId) is stored once. */
-  messageId: string;
-  contentType: string;
-  body: Buffer;
-  /** Wall-clock ms when the server took it. */
-  receivedAt: number;
-  /** The sender asked for a positive delivery notification (RFC 5438 §6.3 Disposition-Notification). */
-  notify: boolean;
-  /** Servers that stored it before us, first to last (federation: docs/federation.md); empty when it came from a user. */
-  path?: string[];
-  /** Max-Forwards it arrived with (RFC 3261 §16.6 item 3: decremented when forwarded); 70 when absent. */
-  maxForwards?: number;
-}
-
-export interface StoredMessage extends NewMessage {
-  /** Increasing in the recipient's log. */
-  id: number;
-}
-
-export interface AppendResult {
-  id: number;
-  duplicate: boolean;
+export interface SqliteStoreOptions {
+  /** Times the store stamps itself (an account's creation, a cursor's first move): the server's clock. */
+  clock?: WallClock;
 }
 
 interface PendingAppend {
@@ -113,13 +80,13 @@ const ACK_COMMIT_DELAY_MS = 5;
  * commit syncs, new requests wait in the socket buffers and all join the next commit: under load
  * a disk sync covers many messages, and a message is never acknowledged before it is on disk.
  */
-export class SqliteStore implements LocationStore {
+export class SqliteStore implements Store {
   readonly stats = { commits: 0, messages: 0 };
   private readonly db: Database.Database;
   private appends: PendingAppend[] = [];
   private readonly appendKeys = new Map<string, Promise<AppendResult>>();
-  /** Cursor moves not yet committed, by recipient\ndevice. */
-  private acks = new Map<string, { recipient: Aor; device: string; id: number }>();
+  /** Cursor moves not yet committed, by recipient\ndevice (`at`: when, for a device's first row). */
+  private acks = new Map<string, { recipient: Aor; device: string; id: number; at: number }>();
   /** Messages whose first acknowledgement is not yet committed. */
   private firstDeliveries = new Set<number>();
   /** When each message was first acknowledged, not yet committed. */
@@ -133,8 +100,13 @@ export class SqliteStore implements LocationStore {
   /** close() has begun: nothing new is taken, what is queued is committed. */
   private closing = false;
   private readonly statements;
+  private readonly clock: WallClock;
 
-  private constructor(readonly path: string) {
+  private constructor(
+    readonly path: string,
+    options: SqliteStoreOptions,
+  ) {
+    this.clock = options.clock ?? systemWallClock;
     this.db = new Database(path);
     if (path !== ':memory:') this.db.pragma('journal_mode = WAL');
     // Durable at each commit, power loss included (the WAL is synced before COMMIT returns).
@@ -169,13 +141,13 @@ export class SqliteStore implements LocationStore {
   }
 
   /** Opens (creating when missing) the database at `path`; `':memory:'` for tests. */
-  static open(path: string): SqliteStore {
-    return new SqliteStore(path);
+  static open(path: string, options: SqliteStoreOptions = {}): SqliteStore {
+    return new SqliteStore(path, options);
   }
 
   // ---- accounts --------------------------------------------------------------------------------
 
-  addAccount(aor: Aor, hashes: AccountHashes, now = Date.now()): void {
+  addAccount(aor: Aor, hashes: AccountHashes, now = this.clock.now()): void {
     this.ensureOpen();
     const result = this.db.prepare('INSERT OR IGNORE INTO accounts (aor, hashes, created_at) VALUES (?, ?, ?)').run(aor, JSON.stringify(hashes), now);
     if (result.changes === 0) throw new StoreError('STORE_ACCOUNT_EXISTS', `${aor} already has an account`);
@@ -296,13 +268,13 @@ export class SqliteStore implements LocationStore {
   }
 
   /** Records that the device is registered now (a new device starts at cursor 0). */
-  touchDevice(recipient: Aor, device: string, now = Date.now()): void {
+  touchDevice(recipient: Aor, device: string, now = this.clock.now()): void {
     this.ensureOpen();
     this.statements.touchDevice.run(recipient, device, now);
   }
 
   /** The devices known for a recipient, with their cursors. */
-  devices(recipient: Aor): Array<{ device: string; cursor: number; lastSeen: number }> {
+  devices(recipient: Aor): DeviceCursor[] {
     this.ensureOpen();
     return this.db
       .prepare<[string], { device: string; cursor: number; last_seen: number }>('SELECT device, cursor, last_seen FROM devices WHERE recipient = ? ORDER BY device')
@@ -315,11 +287,11 @@ export class SqliteStore implements LocationStore {
    * commit. `first` is true when no device had acknowledged that message before (the moment its
    * delivery notification is due, RFC 5438 §7.1).
    */
-  acknowledge(recipient: Aor, device: string, id: number, now = Date.now()): { first: boolean } {
+  acknowledge(recipient: Aor, device: string, id: number, now = this.clock.now()): { first: boolean } {
     this.ensureOpen();
     const key = `${recipient}\n${device}`;
     const previous = this.acks.get(key);
-    if (!previous || previous.id < id) this.acks.set(key, { recipient, device, id });
+    if (!previous || previous.id < id) this.acks.set(key, { recipient, device, id, at: now });
     let first = false;
     if (!this.firstDeliveries.has(id)) {
       const row = this.statements.isDelivered.get(id);
@@ -435,7 +407,7 @@ export class SqliteStore implements LocationStore {
           if (info.changes > 0) results.push({ id: Number(info.lastInsertRowid), duplicate: false });
           else results.push({ id: this.statements.messageIdOf.get(message.recipient, message.sender, message.messageId)!.id, duplicate: true });
         }
-        for (const ack of acks.values()) this.statements.moveCursor.run(ack.recipient, ack.device, ack.id, Date.now());
+        for (const ack of acks.values()) this.statements.moveCursor.run(ack.recipient, ack.device, ack.id, ack.at);
         for (const [id, at] of delivered) this.statements.delivered.run(at, id);
       })();
     } catch (cause) {
