@@ -62,17 +62,19 @@ const SINGLE_VALUED = ['from', 'to', 'call-id', 'cseq', 'max-forwards', 'content
 
 const REASONS: Record<number, string> = {
   400: 'Bad Request',
+  405: 'Method Not Allowed',
   406: 'Not Acceptable',
   415: 'Unsupported Media Type',
   416: 'Unsupported URI Scheme',
   420: 'Bad Extension',
+  482: 'Loop Detected',
   483: 'Too Many Hops',
   501: 'Not Implemented',
   505: 'Version Not Supported',
 };
 
 /** Thrown inside the checks to stop at the first problem; never escapes `validateMessage`. */
-class Refusal {
+export class Refusal {
   constructor(
     readonly status: number,
     readonly detail: string,
@@ -85,22 +87,35 @@ class Refusal {
  * RFC 4475 spells out, in the order a server applies them. The parser stays liberal; this decides.
  */
 export function validateMessage(message: SipMessage, options: ValidationOptions = {}): Verdict {
+  const received = validateReceived(message, options);
+  if (received.action !== 'accept' || !message.isRequest || (options.role ?? 'endpoint') === 'proxy') return received;
+  return uasVerdict(message, options);
+}
+
+/**
+ * The checks below the UAS core (§17/§18 and the 400 for broken mandatory headers): what the
+ * transaction layer applies before a request becomes a transaction, and all of a response's.
+ */
+export function validateReceived(message: SipMessage, options: ValidationOptions = {}): Verdict {
   try {
-    if (message.isRequest) checkRequest(message, options);
+    if (message.isRequest) checkReceivedRequest(message, options);
     else checkResponse(message, options);
     return ACCEPT;
   } catch (error) {
-    const refusal = toRefusal(error);
-    // An ACK is never answered (RFC 3261 §17.2.1, §8.2): a bad one is dropped.
-    if (!message.isRequest || message.method === 'ACK') return { action: 'drop', detail: refusal.detail };
-    return {
-      action: 'reply',
-      status: refusal.status,
-      reason: REASONS[refusal.status] ?? 'Bad Request',
-      detail: refusal.detail,
-      headers: refusal.headers,
-    };
+    return verdictOf(message, toRefusal(error));
   }
+}
+
+function verdictOf(message: SipMessage, refusal: Refusal): Verdict {
+  // An ACK is never answered (RFC 3261 §17.2.1, §8.2): a bad one is dropped.
+  if (!message.isRequest || message.method === 'ACK') return { action: 'drop', detail: refusal.detail };
+  return {
+    action: 'reply',
+    status: refusal.status,
+    reason: REASONS[refusal.status] ?? 'Bad Request',
+    detail: refusal.detail,
+    headers: refusal.headers,
+  };
 }
 
 /** The verdict as `parley parse` prints it: null, the status to answer, or "drop". */
@@ -115,7 +130,13 @@ function toRefusal(error: unknown): Refusal {
   throw error;
 }
 
-function checkRequest(m: SipMessage, options: ValidationOptions): void {
+/**
+ * What every receiver checks before a request can become a transaction (§7, §8.1.1, §18.3,
+ * RFC 4475): a readable start line, SIP/2.0, honest framing, the mandatory headers once each, and
+ * the headers that steer routing readable. A failure here is answered statelessly (there is no
+ * trustworthy Via, CSeq or Call-ID to build a transaction on).
+ */
+function checkReceivedRequest(m: SipMessage, options: ValidationOptions): void {
   const role = options.role ?? 'endpoint';
   // §7.1: Method SP Request-URI SP SIP-Version, single SPs (RFC 4475 §3.1.2.9, §3.1.2.10).
   if (m.startLineProblem) throw new Refusal(400, `malformed request line: ${m.startLineProblem}`);
@@ -137,12 +158,8 @@ function checkRequest(m: SipMessage, options: ValidationOptions): void {
     const status = KNOWN_METHODS.includes(m.method) ? 400 : 501;
     throw new Refusal(status, `CSeq method ${cseq.method} does not match ${m.method}`);
   }
-  // §8.2.2.1: the Request-URI must be readable and of a scheme we handle (416 otherwise).
+  // The Request-URI must be readable at all (its scheme is the UAS core's question, §8.2.2.1).
   const uri = m.requestUri;
-  const schemes = options.supportedSchemes ?? DEFAULT_SCHEMES;
-  if (!schemes.includes(uri.scheme)) {
-    throw new Refusal(416, `URI scheme ${uri.scheme} is not supported`);
-  }
   // §19.1.1: headers are not allowed in a Request-URI (RFC 4475 §3.1.2.11).
   if (Object.keys(uri.headers).length > 0) throw new Refusal(400, 'headers in the Request-URI');
   // §8.1.1.7: a branch that is only the magic cookie identifies nothing (RFC 4475 §3.2.1).
@@ -153,14 +170,42 @@ function checkRequest(m: SipMessage, options: ValidationOptions): void {
     if (m.maxForwards === 0) throw new Refusal(483, 'Max-Forwards reached 0');
     // §16.3 step 5: Proxy-Require is the proxy's Require.
     checkExtensions(m.proxyRequire, options);
-    return;
   }
-  // §8.2.1: an endpoint answers a method it does not implement with 501 and Allow
-  // (RFC 4475 §3.1.1.2, §3.1.1.5: methods are case-sensitive and never unescaped).
+}
+
+/**
+ * RFC 3261 §8.2, in the RFC's order, for a request the transaction layer took: method inspection
+ * (§8.2.1: 405, or 501 for a method nobody knows), the Request-URI's scheme (§8.2.2.1: 416),
+ * Require (§8.2.2.3: 420), then content (§8.2.3: 415). Merged requests (§8.2.2.2) need the
+ * transaction table, so the UAS core checks them between 416 and 420 itself.
+ */
+export function uasVerdict(m: SipMessage, options: ValidationOptions = {}, between?: (m: SipMessage) => Refusal | undefined): Verdict {
+  try {
+    checkUas(m, options, between);
+    return ACCEPT;
+  } catch (error) {
+    return verdictOf(m, toRefusal(error));
+  }
+}
+
+function checkUas(m: SipMessage, options: ValidationOptions, between?: (m: SipMessage) => Refusal | undefined): void {
+  // §8.2.1: "If a UAS recognizes but does not support the method of a request, it MUST generate
+  // a 405 (Method Not Allowed) response… The UAS MUST also add an Allow header field"; a method
+  // it does not recognise at all is 501 (§21.5.2). Before the scheme: a request with an unknown
+  // method and an unknown scheme is answered 501, not 416.
   const methods = options.methods ?? KNOWN_METHODS;
   if (!methods.includes(m.method)) {
-    throw new Refusal(501, `method ${m.method} is not implemented`, [['Allow', methods.join(', ')]]);
+    const status = KNOWN_METHODS.includes(m.method) ? 405 : 501;
+    const verb = status === 405 ? 'not allowed here' : 'not implemented';
+    throw new Refusal(status, `method ${m.method} is ${verb}`, [['Allow', methods.join(', ')]]);
   }
+  // §8.2.2.1: "If the Request-URI uses a scheme not supported by the UAS, it SHOULD reject the
+  // request with a 416 (Unsupported URI Scheme) response."
+  const schemes = options.supportedSchemes ?? DEFAULT_SCHEMES;
+  if (!schemes.includes(m.requestUri.scheme)) throw new Refusal(416, `URI scheme ${m.requestUri.scheme} is not supported`);
+  // §8.2.2.2: merged requests (482), when the caller can tell.
+  const merged = between?.(m);
+  if (merged) throw merged;
   // §10.3 step 5 (RFC 4475 §3.3.4): a registration's To must be a SIP or SIPS address of record.
   if (m.method === 'REGISTER' && !m.to.uri.isSip) throw new Refusal(400, 'the To of a REGISTER is not a SIP or SIPS URI');
   // §8.2.2.3: an endpoint answers 420 for option tags it does not implement (never to ACK or CANCEL).

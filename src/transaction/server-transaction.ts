@@ -191,10 +191,12 @@ export class NonInviteServerTransaction extends Transaction<NonInviteState> impl
       this.transition('completed');
       this.startTimer('J', this.values.J, () => this.transition('terminated'));
     }
-    this.lastBytes = response.toBuffer();
+    // The transport selector may complete the response (a Contact it fills in) and serialize it
+    // anew, so the bytes it sent are not these: what is compared is which response was latest.
+    const bytes = (this.lastBytes = response.toBuffer());
     this.host.respond(response, this.route, this.id).then(
       (sent) => {
-        if (sent.bytes === this.lastBytes) this.lastSent = sent;
+        if (bytes === this.lastBytes) this.lastSent = sent;
       },
       (error: TransportError) => this.transportError(error),
     );

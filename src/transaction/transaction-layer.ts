@@ -2,7 +2,7 @@ import { channel } from 'node:diagnostics_channel';
 import { createResponse } from '../message/builder.js';
 import { SipParseError } from '../message/parse-error.js';
 import type { SipMessage } from '../message/sip-message.js';
-import { validateMessage, type ValidationOptions } from '../message/validate.js';
+import { validateReceived, type ValidationOptions } from '../message/validate.js';
 import { TransportError } from '../transport/transport-error.js';
 import type { Sent, Target, TransportSelector } from '../transport/transport-selector.js';
 import type { TransportEvent } from '../transport/types.js';
@@ -42,6 +42,8 @@ export interface TransactionUpPort {
   request(request: InboundRequest): void;
   /** A server transaction failed after the TU answered (§17.2.1 Timer H). */
   failed(transaction: ServerTransaction, reason: string): void;
+  /** A server transaction reached Terminated (the UAS core forgets it for §8.2.2.2). */
+  terminated?(transaction: ServerTransaction): void;
 }
 
 type ServerTx = InviteServerTransaction | NonInviteServerTransaction;
@@ -64,12 +66,15 @@ export class TransactionLayer {
     readonly timers: TimerQueue,
     base: TimerBase,
     private readonly up: TransactionUpPort,
-    private validation: ValidationOptions = {},
+    private readonly validation: ValidationOptions = {},
   ) {
     this.values = { reliable: timerValues(base, true), unreliable: timerValues(base, false) };
     const terminated = (tx: Transaction<string>): void => {
       if (tx.kind === 'invite-client' || tx.kind === 'non-invite-client') this.clients.delete(tx.id);
-      else this.servers.delete(tx.id);
+      else {
+        this.servers.delete(tx.id);
+        this.up.terminated?.(tx as ServerTx);
+      }
     };
     this.clientHost = {
       timers,
@@ -85,11 +90,6 @@ export class TransactionLayer {
       ackFor2xx: (ack, route) => this.up.request({ message: ack, route, transaction: undefined, cancels: undefined }),
       failed: (transaction, reason) => this.up.failed(transaction, reason),
     };
-  }
-
-  /** Merges `options` into the validation applied to every received message. */
-  extendValidation(options: ValidationOptions): void {
-    this.validation = { ...this.validation, ...options };
   }
 
   /** Live transactions (both kinds). */
@@ -127,10 +127,13 @@ export class TransactionLayer {
   }
 
   private receiveRequest(request: SipMessage, route: ResponseRoute): void {
-    const verdict = validateMessage(request, this.validation);
+    // Only what makes a transaction impossible is answered here (§17/§18, broken mandatory
+    // headers); RFC 3261 §8.2's checks belong to the UAS core, which answers through the
+    // transaction this request becomes.
+    const verdict = validateReceived(request, this.validation);
     if (verdict.action === 'drop') return;
     if (verdict.action === 'reply') {
-      // Answered statelessly: the request never becomes a transaction (§8.2, §16.3).
+      // Answered statelessly: the request never becomes a transaction (§16.3, §18.3).
       const headers: Record<string, string[]> = {};
       for (const [name, value] of verdict.headers) (headers[name] ??= []).push(value);
       this.sendStatelessResponse(createResponse(request, verdict.status, verdict.reason, { headers }), route);
@@ -172,8 +175,18 @@ export class TransactionLayer {
     this.up.request({ message: request, route, transaction: tx, cancels });
   }
 
+  /**
+   * Receiving `message` failed on a bug (the inbound queue's error boundary): a request that
+   * became a server transaction still waiting for its final response gets 500 (§21.5.1).
+   */
+  internalError(message: SipMessage): void {
+    if (!message.isRequest || message.method === 'ACK') return;
+    const tx = this.servers.get(serverKey(message));
+    if (tx?.active) tx.respond(createResponse(message, 500));
+  }
+
   private receiveResponse(response: SipMessage): void {
-    if (validateMessage(response, this.validation).action !== 'accept') return;
+    if (validateReceived(response, this.validation).action !== 'accept') return;
     const key = clientKeyOfResponse(response);
     const tx = key === undefined ? undefined : this.clients.get(key);
     // §17.1.3: a response matching no transaction is handed to the core; with no proxy core

@@ -40,7 +40,8 @@ export class TuSelector {
   }
 
   private entry(tu: TransactionUser, filter: TuFilter | undefined): TuEntry {
-    return { tu, filter, queue: new TimeLimitFifo<ServerRequest>((request) => tu.onRequest(request), this.queueOptions) };
+    const queue = new TimeLimitFifo<ServerRequest>((request) => tu.onRequest(request), { name: 'tu', ...this.queueOptions }, answerFailure);
+    return { tu, filter, queue };
   }
 }
 
@@ -53,4 +54,15 @@ function matches(filter: TuFilter | undefined, request: SipMessage): boolean {
     if (filter.users && (uri.user === undefined || !filter.users.includes(uri.user))) return false;
   }
   return filter.match ? filter.match(request) : true;
+}
+
+/**
+ * A TU threw on a request (or its promise rejected): the error boundary between the layers. The
+ * request is answered 500 through its transaction (RFC 3261 §21.5.1), unless it had its final
+ * response already — a server transaction past Trying/Proceeding ignores another (§17.2).
+ */
+function answerFailure(request: ServerRequest, error: unknown): void {
+  if (!request.transaction || request.message.method === 'CANCEL') return;
+  const why = error instanceof Error ? error.message : String(error);
+  request.respond(500, undefined, { headers: { Warning: `399 parley "the request's handler failed: ${why.replace(/["\\]/g, "'")}"` } });
 }

@@ -1,5 +1,6 @@
 import type { Clock } from './clock.js';
 import { systemClock } from './clock.js';
+import { consumerFailed } from './fifo.js';
 
 /** New work (refused under overload) or work that finishes something admitted (always taken). */
 export type WorkKind = 'request' | 'other';
@@ -14,6 +15,8 @@ export interface TimeLimitFifoOptions {
   /** Items whose returned promise may be pending at once. Default 1 (one at a time). */
   concurrency?: number;
   clock?: Clock;
+  /** A name for diagnostics. */
+  name?: string;
 }
 
 /**
@@ -34,6 +37,8 @@ export class TimeLimitFifo<T> {
   constructor(
     private readonly consume: (item: T) => void | Promise<void>,
     private readonly options: TimeLimitFifoOptions,
+    /** Called for an item whose consumer threw or rejected (after it is reported on the channel). */
+    private readonly onError?: (item: T, error: unknown) => void,
   ) {}
 
   get size(): number {
@@ -91,12 +96,23 @@ export class TimeLimitFifo<T> {
       this.items[this.head++] = undefined as unknown as { item: T; at: number };
       served++;
       const started = this.clock.now();
-      const result = this.consume(entry.item);
+      let result: void | Promise<void>;
+      try {
+        result = this.consume(entry.item);
+      } catch (error) {
+        this.failed(entry.item, error);
+        this.measure(started);
+        continue;
+      }
       if (result && typeof (result as Promise<void>).then === 'function') {
         this.inFlight++;
+        const item = entry.item;
         (result as Promise<void>).then(
           () => this.finished(started),
-          () => this.finished(started),
+          (error: unknown) => {
+            this.failed(item, error);
+            this.finished(started);
+          },
         );
       } else this.measure(started);
     }
@@ -105,6 +121,10 @@ export class TimeLimitFifo<T> {
       this.head = 0;
     } else if (this.inFlight < concurrency) this.schedule();
   };
+
+  private failed(item: T, error: unknown): void {
+    consumerFailed(this.options.name ?? 'time-limit-fifo', item, error, this.onError);
+  }
 
   private finished(started: number): void {
     this.inFlight--;

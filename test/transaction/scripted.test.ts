@@ -1043,8 +1043,10 @@ for (const protocol of ['udp', 'tcp'] as const) {
         await run(h, [
           { wire: (x) => x.request(a) },
           { expectTu: 'MESSAGE' },
+          // Another transaction (§17.2.3) — and, with the same From tag, Call-ID and CSeq, a
+          // merged request the UAS core answers 482 through it (§8.2.2.2), never the TU.
           { wire: (x) => x.request({ ...a, sentBy: '198.51.100.20:5060' }), from: { address: '198.51.100.20', port: 5060 } },
-          { expectTu: 'MESSAGE' },
+          { expectWire: (w) => expect([w.startLine, w.message.via[0]!.host]).to.deep.equal(['SIP/2.0 482 Loop Detected', '198.51.100.20']) },
           { wire: (x) => x.request({ ...a, method: 'OPTIONS', body: '' }) },
           { expectTu: 'OPTIONS' },
           { expectTransactions: 3 },

@@ -2,23 +2,24 @@ import { randomUUID } from 'node:crypto';
 import { channel } from 'node:diagnostics_channel';
 import { readFileSync } from 'node:fs';
 import { EventEmitter } from 'eventemitter3';
-import { createRequest, createResponse, generateCallId } from '../../message/builder.js';
+import { createRequest, createResponse, decidedNextHop, generateCallId } from '../../message/builder.js';
 import { NameAddr, parseNameAddr } from '../../message/name-addr.js';
 import { formatParams } from '../../message/params.js';
 import { SipParseError } from '../../message/parse-error.js';
 import { SipMessage } from '../../message/sip-message.js';
 import { parseUri } from '../../message/uri.js';
+import { KNOWN_METHODS } from '../../message/validate.js';
 import type { SipStack } from '../../stack.js';
 import { localFailure } from '../../transaction/client-transaction.js';
 import type { ServerTransaction } from '../../transaction/server-transaction.js';
 import { FILL_IN_HOST, UDP_SIZE_LIMIT } from '../../transport/transport-selector.js';
 import type { Clock } from '../../util/clock.js';
 import type { TimerHandle } from '../../util/clock.js';
-import type { ServerRequest, TransactionUser } from '../transaction-user.js';
+import type { ServerRequest, TransactionUser, UasProfile } from '../transaction-user.js';
 import { ClientInviteSession, type InviteOptions } from './client-invite-session.js';
 import { ClientRegistration, type RegisterOptions } from './client-registration.js';
 import { ClientSubscription, type SubscribeOptions } from './client-subscription.js';
-import { dialogKey, isStrictlyRouted } from './dialog.js';
+import { dialogKey } from './dialog.js';
 import type { Dialog } from './dialog.js';
 import { DigestClient, type Credential } from './digest-client.js';
 import { DumError } from './dum-error.js';
@@ -132,9 +133,6 @@ export class DialogUsageManager extends EventEmitter<DumEvents> implements Trans
     this.outboundProxy = options.outboundProxy;
     this.acceptedTypes = options.acceptedTypes ?? ['*/*'];
     this.sessionTypes = options.sessionTypes ?? ['application/sdp'];
-    // The DUM checks bodies per method (415 with the usage's Accept) and a REGISTER's Require in
-    // §10.3's order, so the stack lets those through to it.
-    stack.extendValidation({ acceptedBodyTypes: ['*/*'], supportedExtensions: DUM_EXTENSIONS, tuChecksRequire: ['REGISTER'] });
     stack.setDefaultTu(this);
   }
 
@@ -215,6 +213,25 @@ export class DialogUsageManager extends EventEmitter<DumEvents> implements Trans
   }
 
   // ---- the transaction user -----------------------------------------------------------------
+
+  /**
+   * What the UAS core checks for us (RFC 3261 §8.2): outside a dialog, the methods we have
+   * handlers for (405 with our Allow otherwise); inside one, any method we know, for the dialog's
+   * usage to answer (or 481 when there is no such dialog, §12.2.2). Our option tags; any body
+   * type — bodies are checked per method below (415 with that usage's Accept); a REGISTER's
+   * Require in §10.3's order by the registrar.
+   */
+  readonly profile = (request: SipMessage): UasProfile => ({
+    methods: request.to.tag === undefined ? this.allowList().split(', ') : KNOWN_METHODS,
+    extensions: DUM_EXTENSIONS,
+    tuChecksRequire: ['REGISTER'],
+    bodyTypes: ['*/*'],
+  });
+
+  /** The UAS core answered a request of ours (405, 415, 420…): said on `stray` like our own answers. */
+  refused(request: SipMessage, status: number): void {
+    this.emit('stray', request, status);
+  }
 
   onRequest(request: ServerRequest): void | Promise<void> {
     let result: void | Promise<void>;
@@ -316,13 +333,13 @@ export class DialogUsageManager extends EventEmitter<DumEvents> implements Trans
 
   /** Sends a request with digest challenges answered (§22.2). */
   send(request: SipMessage, hooks?: RequestHooks): DumRequest {
-    const nextHop = isStrictlyRouted(request) ? request.requestUri : undefined;
+    const nextHop = decidedNextHop(request);
     return new DumRequest(request, (m) => this.stack.request(m, { nextHop }), this.digest, hooks);
   }
 
   /** Sends an ACK for a 2xx (§13.2.2.4: no transaction), where the dialog's route set says. */
   async sendAck(ack: SipMessage): Promise<void> {
-    const nextHop = isStrictlyRouted(ack) ? ack.requestUri : undefined;
+    const nextHop = decidedNextHop(ack);
     await this.stack.sendStateless(ack, undefined, nextHop).catch(() => undefined);
   }
 
