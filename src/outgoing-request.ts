@@ -1,5 +1,5 @@
 import { channel } from 'node:diagnostics_channel';
-import { generateBranch } from './message/builder.js';
+import { createCancel, generateBranch } from './message/builder.js';
 import { parseRetryAfter } from './message/header-values.js';
 import type { SipMessage } from './message/sip-message.js';
 import type { Via } from './message/via.js';
@@ -7,7 +7,7 @@ import type { SipTarget } from './dns/sip-resolver.js';
 import type { TargetList } from './dns/target-list.js';
 import type { TargetMarks } from './dns/target-marks.js';
 import { localFailure, type ClientTransactionUser, type LocalFailureCause } from './transaction/client-transaction.js';
-import type { Target } from './transport/transport-selector.js';
+import type { Sent, Target } from './transport/transport-selector.js';
 
 const failoverChannel = channel('parley:dns:failover');
 
@@ -26,12 +26,19 @@ export interface ClientRequest {
   cancel(): void;
 }
 
+/** The client transaction an OutgoingRequest started, as far as it needs to know it. */
+export interface StartedTransaction {
+  /** A CANCEL went out for it (INVITE only: its 64·T1 give-up starts, §9.1). */
+  cancelled(): void;
+  /** What the request actually went out on, once sent (see ClientTransaction.transmitted). */
+  readonly transmitted: Sent | undefined;
+}
+
 /** What an OutgoingRequest needs from the stack. */
 export interface OutgoingPort {
-  /** Starts a client transaction; returns a way to tell it a CANCEL went out (INVITE only). */
-  start(message: SipMessage, target: Target, user: ClientTransactionUser): { cancelled(): void };
-  /** Sends the CANCEL for `invite` to `target` (§9.1: where the INVITE went). */
-  sendCancel(invite: SipMessage, target: Target): void;
+  start(message: SipMessage, target: Target, user: ClientTransactionUser): StartedTransaction;
+  /** Sends a CANCEL in its own client transaction to exactly `target` (§9.1). */
+  sendCancel(cancel: SipMessage, target: Target): void;
   stopping(): boolean;
 }
 
@@ -49,7 +56,7 @@ export class OutgoingRequest implements ClientRequest {
   private current: SipMessage;
   private currentTarget: Target | undefined;
   private currentTuple: SipTarget | undefined;
-  private transaction: { cancelled(): void } | undefined;
+  private transaction: StartedTransaction | undefined;
   private resolveFinal!: (response: SipMessage) => void;
   private readonly provisionalHandlers: Array<(r: SipMessage) => void> = [];
   private readonly retransmittedHandlers: Array<(r: SipMessage) => void> = [];
@@ -98,10 +105,21 @@ export class OutgoingRequest implements ClientRequest {
 
   private sendCancel(): void {
     // Not while stopping: the INVITE's own timers end it then.
-    if (this.port.stopping() || this.cancelSent || !this.currentTarget) return;
+    if (this.port.stopping() || this.cancelSent || !this.transaction) return;
+    // §9.1: "The destination address, port, and transport for the CANCEL MUST be identical to those
+    // used to send the original request" — what the INVITE went out on, not the target it was
+    // given (a UDP INVITE over 1300 bytes went over TCP, §18.1.1), and never switched itself.
+    // A provisional came, so the INVITE is on the wire and `transmitted` is known (else: at the next one).
+    const sent = this.transaction.transmitted;
+    if (!sent) {
+      this.cancelWanted = true;
+      return;
+    }
     this.cancelSent = true;
-    this.port.sendCancel(this.current, this.currentTarget);
-    this.transaction?.cancelled();
+    const target: Target = { protocol: sent.target.protocol, address: sent.target.address, port: sent.target.port, allowTcpSwitch: false };
+    // The INVITE as sent: its top Via carries the sent-by and transport the transport layer gave it.
+    this.port.sendCancel(createCancel(this.current), target);
+    this.transaction.cancelled();
   }
 
   private attempt(message: SipMessage, target: Target, tuple: SipTarget | undefined): void {

@@ -3,7 +3,6 @@ import { isIP } from 'node:net';
 import { SipResolver, type ResolverOptions } from './dns/sip-resolver.js';
 import type { SipTransport } from './dns/target-marks.js';
 import { createResponse, generateBranch } from './message/builder.js';
-import { parseMessage } from './message/parse-message.js';
 import type { SipMessage } from './message/sip-message.js';
 import { unbracket, type SipUri } from './message/uri.js';
 import { DEFAULT_BODY_TYPES, KNOWN_METHODS, type ValidationOptions } from './message/validate.js';
@@ -211,9 +210,15 @@ export class SipStack {
     const port: OutgoingPort = {
       start: (m, target, user) => {
         const tx = this.layer.request(m, target, user);
-        return { cancelled: () => tx instanceof InviteClientTransaction && tx.cancelled() };
+        return {
+          cancelled: () => tx instanceof InviteClientTransaction && tx.cancelled(),
+          get transmitted() {
+            return tx.transmitted;
+          },
+        };
       },
-      sendCancel: (invite, target) => void this.request(cancelFor(invite), { target }),
+      // §9.1: the CANCEL is its own client transaction, to where the INVITE went (OutgoingRequest).
+      sendCancel: (cancel, target) => void this.request(cancel, { target }),
       stopping: () => this.stopping,
     };
     if (options.target) return new OutgoingRequest(message, port, { single: options.target });
@@ -345,20 +350,4 @@ function targetOfUri(uri: SipUri): Target {
 function nextHopUri(message: SipMessage): SipUri {
   const route = message.route[0];
   return route ? route.uri : message.requestUri;
-}
-
-/** §9.1: the CANCEL for an INVITE — same Request-URI, Call-ID, To, From, CSeq number, top Via, Route. */
-function cancelFor(invite: SipMessage): SipMessage {
-  const lines = [
-    `CANCEL ${invite.requestUriText} SIP/2.0`,
-    `Via: ${invite.headers('via')[0] ?? ''}`,
-    ...invite.headers('route').map((r) => `Route: ${r}`),
-    'Max-Forwards: 70',
-    `From: ${invite.header('from') ?? ''}`,
-    `To: ${invite.header('to') ?? ''}`,
-    `Call-ID: ${invite.header('call-id') ?? ''}`,
-    `CSeq: ${invite.cseq.seq} CANCEL`,
-    'Content-Length: 0',
-  ];
-  return parseMessage(`${lines.join('\r\n')}\r\n\r\n`);
 }

@@ -7,6 +7,7 @@ import { parseArguments, positiveInteger, type ParsedArguments } from './argumen
 const USAGE =
   'usage: parley server [--config FILE] [--domain D]... [--listen PROTO:HOST:PORT]... [--data DIR]\n' +
   '                     [--retention-days N] [--max-message-bytes N] [--accept-foreign] [--cert FILE --key FILE]\n' +
+  '                     [--digest-algorithms ALG[,ALG]...]   (MD5, SHA-256, SHA-512-256; offered in that order)\n' +
   '                     [--peer DOMAIN=URI]... [--secret S] [--ping-interval MS] [--ping-misses N] [--route DOMAIN=PEER]...\n' +
   '                     [--dns-fallback] [--advertise URI] [--discover] [--discover-group ADDR:PORT] [--discover-interface IP]';
 
@@ -20,6 +21,7 @@ export function serverConfigFromArgs(args: string[]): ServerConfig | string {
     'retention-days': 'string',
     'max-message-bytes': 'string',
     'accept-foreign': 'boolean',
+    'digest-algorithms': 'string',
     cert: 'string',
     key: 'string',
     peer: 'list',
@@ -41,6 +43,9 @@ export function serverConfigFromArgs(args: string[]): ServerConfig | string {
     if (parsed.lists.has('listen')) config.listen = parsed.lists.get('listen')!;
     if (parsed.strings.has('data')) config.data = parsed.strings.get('data')!;
     if (parsed.booleans.has('accept-foreign')) config.acceptForeign = true;
+    // `SHA-256,MD5`: challenged in that order (resolveConfig checks the names).
+    const algorithms = parsed.strings.get('digest-algorithms');
+    if (algorithms !== undefined) config.digestAlgorithms = algorithms.split(',') as ServerConfig['digestAlgorithms'];
     const retention = parsed.strings.get('retention-days');
     if (retention !== undefined) config.retentionDays = Number(retention);
     const maxBytes = positiveInteger(parsed.strings.get('max-message-bytes'), 'max-message-bytes');

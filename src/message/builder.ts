@@ -1,12 +1,15 @@
 import { randomToken } from '../util/random.js';
 import { NameAddr, parseNameAddr } from './name-addr.js';
 import { SipParseError } from './parse-error.js';
-import { SipMessage } from './sip-message.js';
+import { SipMessage, type SipMessageInit } from './sip-message.js';
 import { parseUri, SipUri } from './uri.js';
 import { Via } from './via.js';
 
 /** RFC 3261 §8.1.1.7: the branch of a 3261-compliant request starts with this magic cookie. */
 export const MAGIC_COOKIE = 'z9hG4bK';
+
+/** The sent-by a request leaves for the transport layer to fill in (§18.1.1: only it knows it). */
+const FILL_IN_SENT_BY = '0.0.0.0';
 
 /** A Via branch: the magic cookie and 96 random bits (§8.1.1.7: unique across space and time). */
 export function generateBranch(): string {
@@ -50,18 +53,8 @@ export interface RequestInit {
 /** Builds a request with the headers §8.1.1 requires, a From tag, and a correct Content-Length. */
 export function createRequest(init: RequestInit): SipMessage {
   const uri = typeof init.uri === 'string' ? parseUri(init.uri, 'request-uri') : init.uri;
-  const message = new SipMessage({
-    startLine: {
-      isRequest: true,
-      method: init.method,
-      uriText: uri.toString(),
-      version: 'SIP/2.0',
-      status: 0,
-      reason: '',
-      problem: undefined,
-    },
-  });
-  const via = typeof init.via === 'string' ? init.via : (init.via ?? new Via({ transport: 'UDP', host: '0.0.0.0' }));
+  const message = new SipMessage(requestLine(init.method, uri.toString()));
+  const via = typeof init.via === 'string' ? init.via : (init.via ?? new Via({ transport: 'UDP', host: FILL_IN_SENT_BY }));
   const viaText = via.toString();
   message.addHeader('Via', /;\s*branch=/i.test(viaText) ? viaText : `${viaText};branch=${generateBranch()}`);
   message.addHeader('Max-Forwards', String(init.maxForwards ?? 70));
@@ -76,6 +69,149 @@ export function createRequest(init: RequestInit): SipMessage {
   addHeaders(message, init.headers);
   message.setBody(init.body ?? '', init.contentType);
   return message;
+}
+
+/**
+ * A request whose next hop was decided when it was built, because its headers alone cannot say
+ * it: one built for a strict router (RFC 3261 §12.2.1.1) carries that router in its Request-URI
+ * and the remote target last in Route, and §8.1.2 says "the procedures MUST be applied to the
+ * Request-URI of the request" then, not to its first Route. `nextHop` is undefined when §8.1.2's
+ * default holds (the first Route, else the Request-URI). A `clone()` is a plain SipMessage: the
+ * sender reads `nextHop` once, when it first sends the request.
+ */
+export class RoutedRequest extends SipMessage {
+  constructor(
+    init: SipMessageInit,
+    readonly nextHop: SipUri | undefined,
+  ) {
+    super(init);
+  }
+}
+
+/** The next hop a builder decided for `request` (see RoutedRequest), else undefined: §8.1.2 reads it from the headers. */
+export function decidedNextHop(request: SipMessage): SipUri | undefined {
+  return request instanceof RoutedRequest ? request.nextHop : undefined;
+}
+
+/**
+ * RFC 3261 §9.1: the CANCEL for `invite`, built by a UAC (or a proxy, §16.10) from the INVITE as it
+ * went on the wire. "The Request-URI, Call-ID, To, the numeric part of CSeq, and From header fields
+ * in the CANCEL request MUST be identical to those in the request being cancelled, including tags.
+ * A CANCEL constructed by a client MUST have only a single Via header field value matching the top
+ * Via value in the request being cancelled" — so it matches the INVITE's server transaction
+ * (§9.2, §17.2.3) — and "If the request being cancelled contains a Route header field, the CANCEL
+ * request MUST include that Route header field's values." Values are copied as written, so they are
+ * byte for byte the INVITE's. No body, no credentials: a CANCEL cannot be challenged (§22.1).
+ */
+export function createCancel(invite: SipMessage): SipMessage {
+  return copyOfInvite('CANCEL', invite, invite.header('to') ?? '');
+}
+
+/**
+ * RFC 3261 §17.1.1.3: the ACK an INVITE client transaction sends for a 300-699 response. "…Call-ID,
+ * From, and Request-URI that are equal to the values of those header fields in the request passed
+ * to the transport by the client transaction… The To header field in the ACK MUST equal the To
+ * header field in the response being acknowledged" (with its tag); "a single Via header field…
+ * equal to the top Via header field of the original request"; the CSeq number of the request
+ * with method ACK; and "If the INVITE request… had Route header fields, those header fields MUST
+ * appear in the ACK."
+ */
+export function createNonSuccessAck(invite: SipMessage, response: SipMessage): SipMessage {
+  return copyOfInvite('ACK', invite, response.header('to') ?? '');
+}
+
+/** What §9.1's CANCEL and §17.1.1.3's ACK share: the INVITE's Request-URI, top Via, Route, From, Call-ID and CSeq number. */
+function copyOfInvite(method: 'CANCEL' | 'ACK', invite: SipMessage, to: string): SipMessage {
+  const message = new SipMessage(requestLine(method, invite.requestUriText));
+  message.addHeader('Via', invite.headers('via')[0] ?? '');
+  for (const route of invite.headers('route')) message.addHeader('Route', route);
+  // §8.1.1.6: a request a UAC makes starts at 70 (neither §9.1 nor §17.1.1.3 copies the INVITE's).
+  message.addHeader('Max-Forwards', '70');
+  message.addHeader('From', invite.header('from') ?? '');
+  message.addHeader('To', to);
+  message.addHeader('Call-ID', invite.header('call-id') ?? '');
+  message.addHeader('CSeq', `${invite.cseq.seq} ${method}`);
+  message.setBody('');
+  return message;
+}
+
+/**
+ * What RFC 3261 §12 keeps for a dialog that a request inside it is built from (the dialog object
+ * itself belongs to the layers above, which hand its state down as plain data).
+ */
+export interface DialogState {
+  readonly callId: string;
+  /** From of our requests, without its tag. */
+  readonly localUri: NameAddr;
+  readonly localTag: string;
+  /** To of our requests, without its tag. */
+  readonly remoteUri: NameAddr;
+  readonly remoteTag: string;
+  readonly remoteTarget: SipUri;
+  /** In the order our requests carry them (§12.1.1: as Record-Route came; §12.1.2: reversed). */
+  readonly routeSet: readonly NameAddr[];
+}
+
+export interface DialogRequestInit {
+  method: string;
+  /** §12.2.1.1: "the local sequence number… incremented by one" — the dialog counts. */
+  cseq: number;
+  /** Our Contact (a target-refresh request carries one, §12.2.1.1). */
+  contact?: AddressInput;
+  /** More headers, in order. */
+  headers?: HeaderInput;
+  body?: Uint8Array | string;
+  contentType?: string;
+}
+
+/**
+ * RFC 3261 §12.2.1.1: a request inside a dialog. "The URI in the To field of the request MUST be
+ * set to the remote URI from the dialog state. The tag in the To header field of the request MUST
+ * be set to the remote tag of the dialog ID. The From URI… MUST be set to the local URI from the
+ * dialog state. The tag in the From header field… MUST be set to the local tag of the dialog ID…
+ * The Call-ID of the request MUST be set to the Call-ID of the dialog." The Request-URI and Route
+ * follow the route set (see `routeFor`); a strict-routed request carries its next hop (RoutedRequest).
+ * The top Via is left for the transport layer to fill in, with a fresh branch (§8.1.1.7).
+ */
+export function createDialogRequest(dialog: DialogState, init: DialogRequestInit): RoutedRequest {
+  const { requestUri, routes, strict } = routeFor(dialog);
+  const message = new RoutedRequest(requestLine(init.method, requestUri.toString()), strict ? requestUri : undefined);
+  message.addHeader('Via', `SIP/2.0/UDP ${FILL_IN_SENT_BY};branch=${generateBranch()}`);
+  message.addHeader('Max-Forwards', '70');
+  message.addHeader('From', withTag(dialog.localUri, dialog.localTag));
+  message.addHeader('To', withTag(dialog.remoteUri, dialog.remoteTag));
+  message.addHeader('Call-ID', dialog.callId);
+  message.addHeader('CSeq', `${init.cseq} ${init.method}`);
+  for (const route of routes) message.addHeader('Route', route);
+  if (init.contact !== undefined) message.addHeader('Contact', toNameAddr(init.contact, 'contact'));
+  addHeaders(message, init.headers);
+  message.setBody(init.body ?? '', init.body !== undefined ? init.contentType : undefined);
+  return message;
+}
+
+/**
+ * RFC 3261 §12.2.1.1's Request-URI and Route for a dialog's route set and remote target.
+ * - Empty route set: "the UAC MUST place the remote target URI into the Request-URI. The UAC MUST
+ *   NOT add a Route header field to the request."
+ * - First route with `lr` (a loose router): "the UAC MUST place the remote target URI into the
+ *   Request-URI and MUST include a Route header field containing the route set values in order,
+ *   including all parameters."
+ * - First route without `lr` (a strict router): "the UAC MUST place the first URI from the route
+ *   set into the Request-URI, stripping any parameters that are not allowed in a Request-URI"
+ *   (§19.1.1's table: `method` and URI headers), then "the remainder of the route set values in
+ *   order, including all parameters" in Route, and "the remote target URI into the Route header
+ *   field as the last value."
+ */
+export function routeFor(dialog: Pick<DialogState, 'remoteTarget' | 'routeSet'>): { requestUri: SipUri; routes: NameAddr[]; strict: boolean } {
+  const first = dialog.routeSet[0];
+  const routes = dialog.routeSet.map((route) => route.clone());
+  if (!first || 'lr' in first.uri.params) return { requestUri: dialog.remoteTarget.clone(), routes, strict: false };
+  const requestUri = first.uri.clone();
+  delete requestUri.params.method;
+  requestUri.headers = {};
+  routes.shift();
+  routes.push(new NameAddr(dialog.remoteTarget.clone()));
+  return { requestUri, routes, strict: true };
 }
 
 export interface ResponseInit {
@@ -133,6 +269,16 @@ function readableTo(text: string): NameAddr | undefined {
     if (error instanceof SipParseError) return undefined;
     throw error;
   }
+}
+
+function requestLine(method: string, uriText: string): SipMessageInit {
+  return { startLine: { isRequest: true, method, uriText, version: 'SIP/2.0', status: 0, reason: '', problem: undefined } };
+}
+
+function withTag(address: NameAddr, tag: string): NameAddr {
+  const copy = address.clone();
+  copy.tag = tag;
+  return copy;
 }
 
 function toNameAddr(input: AddressInput, header: string): NameAddr {

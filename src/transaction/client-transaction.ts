@@ -1,4 +1,4 @@
-import { createResponse } from '../message/builder.js';
+import { createNonSuccessAck, createResponse } from '../message/builder.js';
 import type { SipMessage } from '../message/sip-message.js';
 import type { Sent, Target } from '../transport/transport-selector.js';
 import type { TransportError } from '../transport/transport-error.js';
@@ -62,6 +62,16 @@ abstract class ClientTransaction<S extends string> extends Transaction<S> {
   /** The stream connection the request went out on (undefined over UDP, or before it was sent). */
   get connectionId(): number | undefined {
     return this.sent?.connectionId;
+  }
+
+  /**
+   * What the request actually went out on — transport, destination, connection and bytes — once
+   * it has been sent; undefined before. It can differ from the target the transaction was given:
+   * a UDP request over 1300 bytes moves to TCP (RFC 3261 §18.1.1). §9.1's CANCEL and §17.1.1.3's
+   * ACK must go exactly here.
+   */
+  get transmitted(): Sent | undefined {
+    return this.sent;
   }
 
   /** Sends the request once; `sent` runs with the kept bytes, a failure ends the transaction. */
@@ -192,29 +202,15 @@ export class InviteClientTransaction extends ClientTransaction<InviteState> {
   }
 
   /**
-   * §17.1.1.3: the ACK for a non-2xx final response: Request-URI, Call-ID, From, CSeq number and
-   * the top Via of the INVITE (so it matches the server transaction), To from the response (with
-   * its tag), CSeq method ACK, and the INVITE's Route header fields.
+   * §17.1.1.3: the ACK for a non-2xx final response (built by `createNonSuccessAck` from the INVITE
+   * as it was sent, so its Via is the one the server transaction matches), serialized once and
+   * re-sent for each retransmitted final. "The ACK MUST be sent to the same address, port, and
+   * transport to which the original request was sent": on the INVITE's own `Sent`.
    */
   private sendAck(response: SipMessage): void {
     if (!this.sent) return;
-    if (!this.ackBytes) {
-      const invite = this.request;
-      const lines = [
-        `ACK ${invite.requestUriText} SIP/2.0`,
-        `Via: ${invite.headers('via')[0] ?? ''}`,
-        ...invite.headers('route').map((r) => `Route: ${r}`),
-        `From: ${invite.header('from') ?? ''}`,
-        `To: ${response.header('to') ?? ''}`,
-        `Call-ID: ${invite.header('call-id') ?? ''}`,
-        `CSeq: ${invite.cseq.seq} ACK`,
-        'Max-Forwards: 70',
-        'Content-Length: 0',
-      ];
-      this.ackBytes = Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'utf8');
-    }
-    const sent = this.sent;
-    void this.host.retransmit({ ...sent, bytes: this.ackBytes }).catch(() => undefined);
+    this.ackBytes ??= createNonSuccessAck(this.request, response).toBuffer();
+    void this.host.retransmit({ ...this.sent, bytes: this.ackBytes }).catch(() => undefined);
   }
 }
 

@@ -38,6 +38,11 @@ export interface ParleyServerOptions {
   logger?: Logger;
   /** Stack options beyond the listen addresses (a ManualClock in tests, timers, DNS). */
   stack?: Partial<SipStackOptions>;
+  /**
+   * A store opened by the caller (another database behind the `Store` interfaces); the server
+   * takes it over and closes it on stop. Without it, the SQLite store of `config.data`.
+   */
+  store?: Store;
 }
 
 const DAY_MS = 86_400_000;
@@ -143,7 +148,7 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
     // A MESSAGE handler waits for the group commit, so many run at once: that is what fills a commit.
     const stack = new SipStack({ tuConcurrency: 4096, ...options.stack, transports: resolved.listen, tls });
     // The store stamps times of its own (a cursor's first row) on the same clock as the server.
-    const store = openStore(resolved.data, { clock: wallClockOf(stack.clock) });
+    const store = options.store ?? openStore(resolved.data, { clock: wallClockOf(stack.clock) });
     try {
       await stack.start();
     } catch (error) {

@@ -1,23 +1,11 @@
-import { generateBranch } from '../../message/builder.js';
+import { createDialogRequest, type RoutedRequest } from '../../message/builder.js';
 import type { NameAddr } from '../../message/name-addr.js';
-import { parseMessage } from '../../message/parse-message.js';
 import type { SipMessage } from '../../message/sip-message.js';
 import type { SipUri } from '../../message/uri.js';
 import { DumError } from './dum-error.js';
 
 /** Requests that refresh the remote target (RFC 3261 §12.2, RFC 6665 §4.1.2.2/§4.2.1.2, RFC 3311). */
 const TARGET_REFRESH = new Set(['INVITE', 'UPDATE', 'SUBSCRIBE', 'NOTIFY']);
-
-/**
- * Requests built for a strict router (§12.2.1.1): their Request-URI is the next hop, not their
- * first Route (§8.1.2: "the procedures MUST be applied to the Request-URI of the request").
- */
-const strictlyRouted = new WeakSet<SipMessage>();
-
-/** Whether `request` was built for a strict router, so it goes to its Request-URI. */
-export function isStrictlyRouted(request: SipMessage): boolean {
-  return strictlyRouted.has(request);
-}
 
 /** §8.1.1.5: an initial CSeq "MUST be less than 2**31". */
 const MAX_INITIAL_CSEQ = 2 ** 31 - 1;
@@ -159,60 +147,32 @@ export class Dialog {
   }
 
   /**
-   * §12.2.1.1: a request inside the dialog. To/From/Call-ID from the dialog, CSeq one more than
-   * the last, and the Request-URI and Route from the route set: loose routing puts the remote
-   * target in the Request-URI and the whole route set in Route; a strict router (first route
-   * without `lr`) takes the Request-URI, and the remote target goes last in Route.
+   * §12.2.1.1: a request inside the dialog, from `createDialogRequest`: To/From/Call-ID from the
+   * dialog, CSeq one more than the last (or `seq`), Request-URI and Route from the route set and
+   * remote target. One routed to a strict router carries its next hop (its Request-URI, §8.1.2),
+   * which the DUM hands to the stack.
    */
-  createRequest(method: string, init: DialogRequestInit = {}, seq?: number): SipMessage {
-    const cseq = seq ?? this.nextSeq();
-    const routes = this.routeSet.map((r) => r.toString());
-    let requestUri = this.remoteTarget.toString();
-    const first = this.routeSet[0];
-    if (first && !('lr' in first.uri.params)) {
-      const strict = first.uri.clone();
-      // §12.2.1.1: "with any parameters that are not allowed in a Request-URI stripped".
-      delete strict.params.method;
-      requestUri = strict.toString();
-      routes.shift();
-      routes.push(`<${this.remoteTarget.toString()}>`);
-    }
-    const lines = [
-      `${method} ${requestUri} SIP/2.0`,
-      `Via: SIP/2.0/UDP 0.0.0.0;branch=${generateBranch()}`,
-      'Max-Forwards: 70',
-      `From: ${this.tagged(this.localUri, this.localTag)}`,
-      `To: ${this.tagged(this.remoteUri, this.remoteTag)}`,
-      `Call-ID: ${this.callId}`,
-      `CSeq: ${cseq} ${method}`,
-    ];
-    for (const route of routes) lines.push(`Route: ${route}`);
-    if (init.contact !== undefined) lines.push(`Contact: ${init.contact}`);
-    const message = parseMessage(`${lines.join('\r\n')}\r\n\r\n`);
-    if (requestUri !== this.remoteTarget.toString()) strictlyRouted.add(message);
-    for (const [name, value] of Object.entries(init.headers ?? {})) {
-      for (const v of Array.isArray(value) ? value : [value]) message.addHeader(name, String(v));
-    }
-    message.setBody(init.body ?? '', init.body !== undefined ? init.contentType : undefined);
-    return message;
+  createRequest(method: string, init: DialogRequestInit = {}, seq?: number): RoutedRequest {
+    return createDialogRequest(this, {
+      method,
+      cseq: seq ?? this.nextSeq(),
+      contact: init.contact,
+      headers: init.headers,
+      body: init.body,
+      contentType: init.contentType,
+    });
   }
 
   /**
    * §13.2.2.4: the ACK for a 2xx — built like a request in the dialog but with the INVITE's CSeq
    * number, a new branch, and the INVITE's credentials (§22.1: the ACK carries what the INVITE did).
    */
-  createAck(invite: SipMessage): SipMessage {
+  createAck(invite: SipMessage): RoutedRequest {
     const ack = this.createRequest('ACK', {}, invite.cseq.seq);
     for (const name of ['authorization', 'proxy-authorization']) {
       for (const value of invite.headers(name)) ack.addHeader(name === 'authorization' ? 'Authorization' : 'Proxy-Authorization', value);
     }
     return ack;
-  }
-
-  private tagged(address: NameAddr, tag: string): string {
-    const copy = address.clone();
-    copy.tag = tag;
-    return copy.toString();
   }
 }
 
