@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The `parley` command. This is the only place that prints for people; the library never does.
-import { readFileSync } from 'node:fs';
+import { PARLEY_VERSION } from '../version.js';
 import { parseCommand } from './parse-command.js';
 import { resolveCommand } from './resolve-command.js';
 import { clientCommand, listenCommand, sendCommand } from './client-commands.js';
@@ -47,10 +47,6 @@ Commands:
   version           Show Parley's version.
 `;
 
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
-}
 
 const print = (line: string): void => void process.stdout.write(`${line}\n`);
 const printError = (line: string): void => void process.stderr.write(`${line}\n`);
@@ -79,7 +75,7 @@ async function main(argv: string[]): Promise<number> {
     case 'version':
     case '--version':
     case '-v':
-      process.stdout.write(`${version()}\n`);
+      process.stdout.write(`${PARLEY_VERSION}\n`);
       return 0;
     case undefined:
     case 'help':

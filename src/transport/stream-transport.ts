@@ -3,6 +3,7 @@ import { parseMessage } from '../message/parse-message.js';
 import { SipParseError } from '../message/parse-error.js';
 import type { FramedItem } from '../message/stream-framer.js';
 import { systemClock, type Clock } from '../util/clock.js';
+import { IdSequence } from '../util/id-sequence.js';
 import type { Sink } from '../util/fifo.js';
 import { ConnectionManager } from './connection-manager.js';
 import { publish } from './diagnostics.js';
@@ -31,6 +32,9 @@ export interface StreamOptions {
   /** Fairness: messages handed up per connection per turn of the event loop. Default 16. */
   messagesPerTurn?: number;
   clock?: Clock;
+  /** Where connection ids come from: give every transport of one stack the same sequence, so
+   *  ids are unique across them (the stack does for the transports it creates). */
+  connectionIds?: IdSequence;
 }
 
 export interface StreamTransportOptions extends StreamOptions {
@@ -39,11 +43,6 @@ export interface StreamTransportOptions extends StreamOptions {
   sink: Sink<TransportEvent>;
 }
 
-/** Connection ids are unique across every transport in the process. */
-let nextConnectionId = 1;
-export function newConnectionId(): number {
-  return nextConnectionId++;
-}
 
 const MAX_HEADER_BYTES = 65_536;
 
@@ -56,6 +55,7 @@ export abstract class StreamTransport extends ConnectionTransport<StreamConnecti
   protected bound: Tuple;
   protected readonly sink: Sink<TransportEvent>;
   protected readonly clock: Clock;
+  private readonly connectionIds: IdSequence;
   private server: Server | undefined;
   protected readonly maxMessageSize: number;
   private readonly connectTimeoutMs: number;
@@ -67,6 +67,7 @@ export abstract class StreamTransport extends ConnectionTransport<StreamConnecti
     this.bound = { protocol, address: options.address, port: options.port };
     this.sink = options.sink;
     this.clock = options.clock ?? systemClock;
+    this.connectionIds = options.connectionIds ?? new IdSequence();
     this.maxMessageSize = options.maxMessageSize ?? MAX_HEADER_BYTES + 1_048_576;
     this.connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
     this.connections = new ConnectionManager<StreamConnection>({
@@ -169,7 +170,7 @@ export abstract class StreamTransport extends ConnectionTransport<StreamConnecti
   }
 
   private newConnection(socket: Socket, remote: Tuple, outbound: boolean): StreamConnection {
-    return new StreamConnection(newConnectionId(), socket, remote, outbound, this.connectionOptions, {
+    return new StreamConnection(this.connectionIds.next(), socket, remote, outbound, this.connectionOptions, {
       onItem: (connection, item) => this.onItem(connection, item),
       onActivity: (connection) => this.connections.touch(connection),
       onFlowFailed: (connection, reason) => {

@@ -12,7 +12,8 @@ import { ConnectionManager, type ManagedConnection } from './connection-manager.
 import { publish } from './diagnostics.js';
 import { badRequest, stampReceived } from './inbound.js';
 import { unmapIPv4 } from './stream-connection.js';
-import { newConnectionId, type StreamOptions } from './stream-transport.js';
+import type { StreamOptions } from './stream-transport.js';
+import { IdSequence } from '../util/id-sequence.js';
 import type { TlsOptions } from './tls-transport.js';
 import { TransportError } from './transport-error.js';
 import { ConnectionTransport } from './connection-transport.js';
@@ -85,6 +86,7 @@ export class WsTransport extends ConnectionTransport<WsConnection> {
   private bound: Tuple;
   protected readonly sink: Sink<TransportEvent>;
   private readonly clock: Clock;
+  private readonly connectionIds: IdSequence;
   private readonly options: WsTransportOptions;
   protected readonly maxMessageSize: number;
   private http: HttpServer | undefined;
@@ -98,6 +100,7 @@ export class WsTransport extends ConnectionTransport<WsConnection> {
     this.bound = { protocol: this.protocol, address: options.address, port: options.port };
     this.sink = options.sink;
     this.clock = options.clock ?? systemClock;
+    this.connectionIds = options.connectionIds ?? new IdSequence();
     this.maxMessageSize = options.maxMessageSize ?? 65_536 + 1_048_576;
     this.connections = new ConnectionManager<WsConnection>({
       maxConnections: options.maxConnections ?? 1024,
@@ -149,7 +152,7 @@ export class WsTransport extends ConnectionTransport<WsConnection> {
         return;
       }
       const remote: Tuple = { protocol: this.protocol, address: unmapIPv4(address), port };
-      const connection = new WsConnection(newConnectionId(), ws, remote, this.bound);
+      const connection = new WsConnection(this.connectionIds.next(), ws, remote, this.bound);
       this.attach(connection);
     });
   }
@@ -196,7 +199,7 @@ export class WsTransport extends ConnectionTransport<WsConnection> {
       maxPayload: this.maxMessageSize,
       ...(this.protocol === 'wss' ? { ca: tls.ca, rejectUnauthorized: tls.rejectUnauthorized ?? true, servername: tls.servername } : {}),
     });
-    const connection = new WsConnection(newConnectionId(), ws, target, this.bound);
+    const connection = new WsConnection(this.connectionIds.next(), ws, target, this.bound);
     ws.once('error', (error) => {
       connection.failure = TransportError.fromSocketError(error, target);
       publish('connection', { transport: this.bound, remote: target, event: 'failed', error });

@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { channel } from 'node:diagnostics_channel';
-import { readFileSync } from 'node:fs';
 import { EventEmitter } from 'eventemitter3';
 import { createRequest, createResponse, decidedNextHop, generateCallId } from '../../message/builder.js';
 import { NameAddr, parseNameAddr } from '../../message/name-addr.js';
@@ -10,6 +9,7 @@ import { SipMessage } from '../../message/sip-message.js';
 import { parseUri } from '../../message/uri.js';
 import { KNOWN_METHODS } from '../../message/validate.js';
 import type { SipStack } from '../../stack.js';
+import { PARLEY_VERSION } from '../../version.js';
 import { localFailure } from '../../transaction/client-transaction.js';
 import type { ServerTransaction } from '../../transaction/server-transaction.js';
 import { FILL_IN_HOST, UDP_SIZE_LIMIT } from '../../transport/transport-selector.js';
@@ -74,21 +74,6 @@ export interface ClosableUsage {
 
 /** Requests whose handling threw, with the error: `{ request, error }`. */
 const errorChannel = channel('parley:dum:error');
-
-/** The package version for User-Agent; found from src/, dist/ or a bench build alike, else 'dev'. */
-const PARLEY_VERSION = packageVersion();
-
-function packageVersion(): string {
-  for (const up of ['../../../package.json', '../../../../package.json']) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL(up, import.meta.url), 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'parley' && pkg.version) return pkg.version;
-    } catch {
-      // Not there from this build's layout; try the next.
-    }
-  }
-  return 'dev';
-}
 
 /** Option tags the DUM implements (RFC 5626 outbound, RFC 3327 Path at a registrar). */
 export const DUM_EXTENSIONS = ['outbound', 'path'];
