@@ -2,10 +2,10 @@ import { channel } from 'node:diagnostics_channel';
 import { isIP } from 'node:net';
 import { SipResolver, type ResolverOptions } from './dns/sip-resolver.js';
 import type { SipTransport } from './dns/target-marks.js';
-import { createResponse, generateBranch } from './message/builder.js';
+import { generateBranch } from './message/builder.js';
 import type { SipMessage } from './message/sip-message.js';
 import { unbracket, type SipUri } from './message/uri.js';
-import { DEFAULT_BODY_TYPES, KNOWN_METHODS, type ValidationOptions } from './message/validate.js';
+import { DEFAULT_BODY_TYPES, type ValidationOptions } from './message/validate.js';
 import { OutgoingRequest, targetFrom, type ClientRequest, type OutgoingPort } from './outgoing-request.js';
 import { InviteClientTransaction } from './transaction/client-transaction.js';
 import type { ServerTransaction } from './transaction/server-transaction.js';
@@ -18,11 +18,13 @@ import type { TlsOptions } from './transport/tls-transport.js';
 import { TransportError } from './transport/transport-error.js';
 import { TransportSelector, type Sent, type Target } from './transport/transport-selector.js';
 import type { Transport, TransportEvent, TransportProtocol, Tuple } from './transport/types.js';
-import { InboundServerRequest, type TransactionUser, type TuFilter } from './tu/transaction-user.js';
+import type { TransactionUser, TuFilter } from './tu/transaction-user.js';
 import { TuSelector } from './tu/tu-selector.js';
+import { UasCore } from './tu/uas-core.js';
 import { systemClock, type Clock } from './util/clock.js';
 import { ParleyError } from './util/errors.js';
 import { Fifo, type Sink } from './util/fifo.js';
+import { IdSequence } from './util/id-sequence.js';
 import { TimerQueue } from './util/timer-queue.js';
 
 const dropChannel = channel('parley:stack:drop');
@@ -75,14 +77,18 @@ export class SipStack {
   readonly timerBase: TimerBase;
   /** The clock every timer of this stack (and of the TUs on it) runs on. */
   readonly clock: Clock;
+  /** Stream connection ids of this stack's transports (pass it to transports made outside). */
+  readonly connectionIds: IdSequence;
   private readonly layer: TransactionLayer;
   private readonly tus: TuSelector;
+  private readonly uas: UasCore;
   private readonly started: Transport[] = [];
   private readonly inbound: Fifo<TransportEvent>;
   private stopping = false;
 
   constructor(private readonly options: SipStackOptions) {
     this.clock = options.clock ?? systemClock;
+    this.connectionIds = options.stream?.connectionIds ?? new IdSequence();
     this.timers = new TimerQueue(this.clock);
     this.resolver =
       options.dns === false
@@ -102,18 +108,27 @@ export class SipStack {
       concurrency: options.tuConcurrency ?? 1,
       clock: this.clock,
     });
+    const validation: ValidationOptions = { acceptedBodyTypes: DEFAULT_BODY_TYPES, ...options.validation };
+    this.uas = new UasCore(this.tus, {
+      defaults: validation,
+      retryAfterSeconds: options.retryAfterSeconds ?? 5,
+      stopping: () => this.stopping,
+    });
     const up = {
-      request: (r: InboundRequest) => this.deliver(r),
+      request: (r: InboundRequest) => this.uas.receive(r),
       failed: (tx: ServerTransaction, reason: string) => this.tus.select(tx.request)?.tu.onTransactionFailure?.(tx, reason),
+      terminated: (tx: ServerTransaction) => this.uas.terminated(tx),
     };
-    this.layer = new TransactionLayer(this.selector, this.timers, base, up, {
-      acceptedBodyTypes: DEFAULT_BODY_TYPES,
-      ...options.validation,
-    });
-    this.inbound = new Fifo<TransportEvent>((event) => {
-      if (event.type === 'flow-failed' || event.type === 'flow-closed') this.flowEnded(event);
-      else this.layer.receive(event);
-    });
+    this.layer = new TransactionLayer(this.selector, this.timers, base, up, validation);
+    this.inbound = new Fifo<TransportEvent>(
+      (event) => {
+        if (event.type === 'flow-failed' || event.type === 'flow-closed') this.flowEnded(event);
+        else this.layer.receive(event);
+      },
+      // The error boundary below the TUs: a bug met while receiving is reported, and a request
+      // that had become a transaction is answered 500 rather than left to time out.
+      { name: 'inbound', onError: (event) => event.type === 'message' && this.layer.internalError(event.message) },
+    );
     const maxInbound = options.maxInboundQueue ?? 10_000;
     const queue = this.inbound;
     // What transports push into: past the bound, a flood of new requests is shed here, before
@@ -150,7 +165,7 @@ export class SipStack {
     for (const spec of this.options.transports) {
       const transport =
         typeof spec === 'string'
-          ? createTransport(spec, { ...this.options.stream, clock: this.options.stream?.clock ?? this.clock, sink: this.transportSink, tls: this.options.tls })
+          ? createTransport(spec, { ...this.options.stream, clock: this.options.stream?.clock ?? this.clock, connectionIds: this.connectionIds, sink: this.transportSink, tls: this.options.tls })
           : spec;
       if (typeof spec === 'string') await transport.start();
       this.started.push(transport);
@@ -180,11 +195,6 @@ export class SipStack {
   keepAlive(remote: Tuple, intervalMs: number): boolean {
     const transport = this.started.find((t) => t.protocol === remote.protocol && t.keepAlive);
     return transport?.keepAlive?.(remote, intervalMs) ?? false;
-  }
-
-  /** Widens what received messages are checked against (a DUM takes any body type and checks per method). */
-  extendValidation(options: ValidationOptions): void {
-    this.layer.extendValidation(options);
   }
 
   private readonly flowListeners = new Set<(flow: FlowEnded) => void>();
@@ -282,31 +292,6 @@ export class SipStack {
     if (this.resolver && !(this.options.dns instanceof SipResolver)) this.resolver.close();
     await Promise.all(this.started.map((t) => t.close()));
     this.started.length = 0;
-  }
-
-  private deliver(inbound: InboundRequest): void {
-    const request = new InboundServerRequest(inbound);
-    const message = inbound.message;
-    const tx = inbound.transaction;
-    if (this.stopping && tx && message.method !== 'CANCEL') {
-      request.send(createResponse(message, 503, undefined, { headers: { 'Retry-After': String(this.options.retryAfterSeconds ?? 5) } }));
-      return;
-    }
-    const entry = this.tus.select(message);
-    if (!entry) {
-      if (!tx) return;
-      // No TU takes it: 501 for a method nobody here knows, 405 with Allow for a known one.
-      const allow = this.tus.allowedMethods().join(', ');
-      const status = KNOWN_METHODS.includes(message.method) ? 405 : 501;
-      request.send(createResponse(message, status, undefined, { headers: { Allow: allow } }));
-      return;
-    }
-    // Congestion (ARCHITECTURE.md): new requests wait in the TU's TimeLimitFifo; when its oldest
-    // has waited too long, refuse with 503 + Retry-After. ACKs and CANCELs finish admitted work.
-    const kind = tx && message.method !== 'CANCEL' ? 'request' : 'other';
-    if (!entry.queue.push(request, kind)) {
-      request.send(createResponse(message, 503, undefined, { headers: { 'Retry-After': String(this.options.retryAfterSeconds ?? 5) } }));
-    }
   }
 }
 
