@@ -32,8 +32,17 @@ type InviteState = 'calling' | 'proceeding' | 'completed' | 'accepted' | 'termin
 type NonInviteState = 'trying' | 'proceeding' | 'completed' | 'terminated';
 
 /** A 408 or 503 the stack makes itself, naming why (RFC 3261 §8.1.3.1, §17.1.1.2, §17.1.2.2). */
-export function localFailure(request: SipMessage, status: 408 | 487 | 503 | 513, why: string): SipMessage {
+export function localFailure(request: SipMessage, status: 408 | 430 | 487 | 503 | 513, why: string): SipMessage {
   return createResponse(request, status, undefined, { headers: { Warning: `399 parley "${why.replace(/"/g, "'")}"` } });
+}
+
+/**
+ * What the TU hears when the request could not be sent: 503 (§8.1.3.1: "treated as… a 503"), or
+ * 430 when it had to go on an RFC 5626 flow that is gone (§5.3: never redialled).
+ */
+function transportFailure(request: SipMessage, error: TransportError): SipMessage {
+  const flowFailed = error.code === 'TRANSPORT_FLOW_FAILED';
+  return localFailure(request, flowFailed ? 430 : 503, `transport failure: ${error.message}`);
 }
 
 /**
@@ -72,6 +81,15 @@ abstract class ClientTransaction<S extends string> extends Transaction<S> {
    */
   get transmitted(): Sent | undefined {
     return this.sent;
+  }
+
+  /**
+   * Whether retransmission timers are off (§17.1.1.2 Timer A, §17.1.2.2 Timer E: "If an unreliable
+   * transport is being used"): decided by what the request went out on, so a UDP request that
+   * §18.1.1 moved to TCP is not sent again over the stream.
+   */
+  protected get sentReliably(): boolean {
+    return this.sent ? this.sent.target.protocol !== 'udp' : this.reliable;
   }
 
   /** Sends the request once; `sent` runs with the kept bytes, a failure ends the transaction. */
@@ -121,7 +139,7 @@ export class InviteClientTransaction extends ClientTransaction<InviteState> {
   /** §17.1.1.2: send the INVITE; Timer A (unreliable) and Timer B start. */
   start(): void {
     this.transmitFirst(() => {
-      if (this.state === 'calling' && !this.reliable) this.armA(this.values.A);
+      if (this.state === 'calling' && !this.sentReliably) this.armA(this.values.A);
     });
     this.startTimer('B', this.values.B, () => {
       // "If the client transaction is still in the Calling state when timer B fires, the client
@@ -183,7 +201,7 @@ export class InviteClientTransaction extends ClientTransaction<InviteState> {
   transportError(error: TransportError): void {
     if (this.state === 'calling' || this.state === 'proceeding') {
       this.transition('terminated');
-      this.user.final(localFailure(this.request, 503, `transport failure: ${error.message}`), 'transport');
+      this.user.final(transportFailure(this.request, error), 'transport');
     } else if (this.state === 'completed') this.transition('terminated');
   }
 
@@ -244,7 +262,7 @@ export class NonInviteClientTransaction extends ClientTransaction<NonInviteState
   /** §17.1.2.2: send the request; Timer E (unreliable) and Timer F start. */
   start(): void {
     this.transmitFirst(() => {
-      if (!this.reliable && (this.state === 'trying' || this.state === 'proceeding')) this.armE(this.values.E);
+      if (!this.sentReliably && (this.state === 'trying' || this.state === 'proceeding')) this.armE(this.values.E);
     });
     this.startTimer('F', this.values.F, () => {
       if (this.state !== 'trying' && this.state !== 'proceeding') return;
@@ -282,7 +300,7 @@ export class NonInviteClientTransaction extends ClientTransaction<NonInviteState
   transportError(error: TransportError): void {
     if (this.state === 'trying' || this.state === 'proceeding') {
       this.transition('terminated');
-      this.user.final(localFailure(this.request, 503, `transport failure: ${error.message}`), 'transport');
+      this.user.final(transportFailure(this.request, error), 'transport');
     }
   }
 }

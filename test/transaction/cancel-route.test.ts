@@ -99,8 +99,8 @@ class DualPeer {
 const cleanup = new Cleanup();
 afterEach(() => cleanup.run());
 
-async function startStack(): Promise<SipStack> {
-  const stack = new SipStack({ transports: ['udp:127.0.0.1:0', 'tcp:127.0.0.1:0'], clock: new ManualClock(), dns: false });
+async function startStack(clock = new ManualClock()): Promise<SipStack> {
+  const stack = new SipStack({ transports: ['udp:127.0.0.1:0', 'tcp:127.0.0.1:0'], clock, dns: false });
   await stack.start();
   return cleanup.add('stack', stack, (s) => s.stop());
 }
@@ -189,6 +189,26 @@ describe('CANCEL goes where its INVITE went (RFC 3261 §9.1), on real sockets', 
     expect((await within(request.final, 'the 487')).status).to.equal(487);
     const ack = await peer.waitFor(() => DualPeer.framed(conn).find(method('ACK')), 'the ACK on TCP');
     expect(ack.message.headers('via')).to.deep.equal(inviteVia);
+    expect(peer.datagrams).to.have.length(0);
+  });
+
+  it('the INVITE moved to TCP is not retransmitted on Timer A (§17.1.1.2: "If an unreliable transport is being used"), nor a large MESSAGE on Timer E', async () => {
+    const clock = new ManualClock();
+    const stack = await startStack(clock);
+    const peer = cleanup.add('peer', await DualPeer.open(), (p) => p.close());
+    const large = invite(peer, 1400);
+    const message = createRequest({ method: 'MESSAGE', uri: large.requestUriText, from: '<sip:alice@127.0.0.1>', to: large.header('to')!, body: 'x'.repeat(1400), contentType: 'text/plain' });
+    void stack.request(large);
+    void stack.request(message);
+    const conn = await within(peer.tcp.connection(0), 'a TCP connection from the stack');
+    await peer.waitFor(() => (DualPeer.framed(conn).length >= 2 ? true : undefined), 'the INVITE and the MESSAGE on TCP');
+    // T1 = 500 ms: unreliable timers would fire at 0.5, 1.5, 3.5 s (A) and 0.5, 1.5, 3.5, 7.5 s (E).
+    for (let i = 0; i < 16; i++) {
+      clock.advance(500);
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    await new Promise<void>((resolve) => setTimeout(resolve, 50));
+    expect(DualPeer.framed(conn).map((m) => m.message.method)).to.deep.equal(['INVITE', 'MESSAGE']);
     expect(peer.datagrams).to.have.length(0);
   });
 });
