@@ -14,6 +14,12 @@ export interface Target extends Tuple {
   /** RFC 3261 §18.1.1: may a large UDP request move to TCP? Default true; false when the target
    *  named its transport explicitly and must be honoured. */
   readonly allowTcpSwitch?: boolean;
+  /**
+   * RFC 5626 §5.3: the connection id of the flow a device registered over. The request goes on
+   * that connection only — never a new one to the same address (behind a NAT it would not reach
+   * the device) — and fails with TRANSPORT_FLOW_FAILED when it is gone.
+   */
+  readonly flow?: number;
 }
 
 /** A message on the wire: its bytes are kept so a retransmission never serializes again. */
@@ -65,6 +71,7 @@ export class TransportSelector {
    * and a UDP request over 1300 bytes goes over TCP instead unless the target forbids it.
    */
   async transmit(request: SipMessage, target: Target, tid?: string): Promise<Sent> {
+    if (target.flow !== undefined) return this.transmitOnFlow(request, target, target.flow, tid);
     let protocol = target.protocol;
     let transport = this.require(protocol, target);
     let bytes = this.prepare(request, transport);
@@ -82,6 +89,25 @@ export class TransportSelector {
     const to: Tuple = { protocol, address: target.address, port: target.port };
     const connectionId = await transport.send(bytes, to, tid);
     return { bytes, transport, target: to, connectionId, tid };
+  }
+
+  /**
+   * RFC 5626 §5.3: "the proxy MUST forward the request over the flow"; "If the flow has failed,
+   * the proxy MUST return a 430 (Flow Failed) response" — the client transaction turns the
+   * TRANSPORT_FLOW_FAILED thrown here into that 430. No size switch: the flow is the only way.
+   */
+  private async transmitOnFlow(request: SipMessage, target: Target, flow: number, tid: string | undefined): Promise<Sent> {
+    const transport = this.transports.find((t) => t.protocol === target.protocol && t.hasConnection(flow));
+    if (!transport) throw new TransportError('TRANSPORT_FLOW_FAILED', `the ${target.protocol} flow ${flow} to ${formatHostPort(target.address, target.port)} is gone`, target);
+    const bytes = this.prepare(request, transport);
+    let connectionId: number;
+    try {
+      connectionId = await transport.sendOnConnection(flow, bytes, tid);
+    } catch (error) {
+      if (!(error instanceof TransportError)) throw error;
+      throw new TransportError('TRANSPORT_FLOW_FAILED', `the ${target.protocol} flow ${flow} failed: ${error.message}`, target);
+    }
+    return { bytes, transport, target: { protocol: target.protocol, address: target.address, port: target.port }, connectionId, tid };
   }
 
   /**
