@@ -18,8 +18,8 @@ import { expect } from 'chai';
 import {
   DeliveryScheduler,
   ManualClock,
-  openStore,
   RELAY_CURSOR,
+  SqliteStore,
   TimerQueue,
   type CourierTarget,
   type Store,
@@ -51,7 +51,7 @@ describe('delivery targets: a device, or the relay (src/app/server/delivery.ts)'
   let scheduler: DeliveryScheduler;
 
   beforeEach(() => {
-    store = openStore(':memory:');
+    store = SqliteStore.open(':memory:');
     clock = new ManualClock(1000);
     sent = [];
     scheduler = new DeliveryScheduler(

@@ -75,9 +75,9 @@ describe('digestAlgorithms: the configuration', () => {
     ['a string, not a list', 'MD5'],
     ['a number in the list', [5]],
   ] as const) {
-    it(`refuses ${what} with CONFIG_INVALID naming the field`, () => {
+    it(`refuses ${what} with CONFIG_INVALID saying what the field takes`, () => {
       const error = configError(() => resolveConfig({ digestAlgorithms: value as never }));
-      expect(error.message).to.include('"digestAlgorithms"');
+      expect(error.message).to.include('"digestAlgorithms" must be a non-empty list of distinct names among MD5, SHA-256, SHA-512-256');
     });
   }
 
@@ -88,7 +88,7 @@ describe('digestAlgorithms: the configuration', () => {
     expect((serverConfigFromArgs([]) as ReturnType<typeof resolveConfig>).digestAlgorithms).to.deep.equal(['SHA-512-256', 'SHA-256', 'MD5']);
     for (const bad of ['MD5,,SHA-256', 'MD5,SHA-1', 'MD5,MD5', '']) {
       const result = serverConfigFromArgs(['--digest-algorithms', bad]);
-      expect(result, bad).to.be.a('string').and.include('"digestAlgorithms"');
+      expect(result, bad).to.be.a('string').and.include('"digestAlgorithms" must be a non-empty list');
     }
   });
 });
