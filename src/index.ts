@@ -4,11 +4,13 @@ export * from './transport/index.js';
 export * from './transaction/index.js';
 export * from './tu/index.js';
 export * from './dns/index.js';
-export { SipStack, targetOf, type FlowEnded, type SipStackOptions } from './stack.js';
+export { SipStack, targetOf, type FlowEnded, type ListenSpec, type SipStackOptions } from './stack.js';
 export { OutgoingRequest, type ClientRequest } from './outgoing-request.js';
 export { ParleyError } from './util/errors.js';
 export {
   Fifo,
+  IdSequence,
+  consumerErrorChannel,
   ManualClock,
   systemClock,
   type Clock,

@@ -16,6 +16,7 @@ import { createTransport } from './transport/create-transport.js';
 import type { StreamOptions } from './transport/stream-transport.js';
 import type { TlsOptions } from './transport/tls-transport.js';
 import { TransportError } from './transport/transport-error.js';
+import { parseAdvertised, type SentBy } from './transport/sent-by.js';
 import { TransportSelector, type Sent, type Target } from './transport/transport-selector.js';
 import type { Transport, TransportEvent, TransportProtocol, Tuple } from './transport/types.js';
 import type { TransactionUser, TuFilter } from './tu/transaction-user.js';
@@ -37,9 +38,21 @@ export interface FlowEnded {
   readonly failed: boolean;
 }
 
+/**
+ * A listen address with the address others reach it at: a transport bound to `0.0.0.0` behind a
+ * NAT or a load balancer advertises the public host (and port) in its Via sent-by and Contacts.
+ */
+export interface ListenSpec {
+  /** `PROTO:HOST:PORT`, e.g. `udp:0.0.0.0:5060`. */
+  listen: string;
+  /** `HOST` or `HOST:PORT` (IPv6 in brackets with a port); default the bound address, or for a
+   *  wildcard bind the first interface address of its family. */
+  advertise?: string;
+}
+
 export interface SipStackOptions extends Partial<TimerBase> {
-  /** Listen addresses (`udp:127.0.0.1:5060`…) or ready Transport objects. */
-  transports: ReadonlyArray<string | Transport>;
+  /** Listen addresses (`udp:127.0.0.1:5060`…), listen addresses with what they advertise, or ready Transport objects. */
+  transports: ReadonlyArray<string | ListenSpec | Transport>;
   clock?: Clock;
   /** Certificate and trust for tls: and wss: listen addresses. */
   tls?: TlsOptions;
@@ -151,6 +164,11 @@ export class SipStack {
     return this.started;
   }
 
+  /** What a started transport puts in Via sent-by and in Contacts: never a wildcard address. */
+  sentBy(transport: Transport): SentBy {
+    return this.selector.sentBy(transport);
+  }
+
   /** Live transactions. */
   get transactionCount(): number {
     return this.layer.size;
@@ -163,13 +181,15 @@ export class SipStack {
 
   async start(): Promise<void> {
     for (const spec of this.options.transports) {
+      const listen = typeof spec === 'string' ? spec : 'listen' in spec ? spec.listen : undefined;
+      const advertise = typeof spec === 'object' && 'listen' in spec && spec.advertise !== undefined ? parseAdvertised(spec.advertise) : undefined;
       const transport =
-        typeof spec === 'string'
-          ? createTransport(spec, { ...this.options.stream, clock: this.options.stream?.clock ?? this.clock, connectionIds: this.connectionIds, sink: this.transportSink, tls: this.options.tls })
-          : spec;
-      if (typeof spec === 'string') await transport.start();
+        listen !== undefined
+          ? createTransport(listen, { ...this.options.stream, clock: this.options.stream?.clock ?? this.clock, connectionIds: this.connectionIds, sink: this.transportSink, tls: this.options.tls })
+          : (spec as Transport);
+      if (listen !== undefined) await transport.start();
       this.started.push(transport);
-      this.selector.add(transport);
+      this.selector.add(transport, advertise);
     }
   }
 
@@ -296,8 +316,10 @@ export class SipStack {
 }
 
 /** The transports and address families a stack's listen addresses let it send on, in RFC 3263 order. */
-function reachable(specs: ReadonlyArray<string | Transport>): { transports: SipTransport[]; families: Array<4 | 6> } {
-  const tuples = specs.map((spec) => (typeof spec === 'string' ? parseListenAddress(spec) : { protocol: spec.protocol, address: spec.local.address }));
+function reachable(specs: ReadonlyArray<string | ListenSpec | Transport>): { transports: SipTransport[]; families: Array<4 | 6> } {
+  const tuples = specs.map((spec) =>
+    typeof spec === 'string' ? parseListenAddress(spec) : 'listen' in spec ? parseListenAddress(spec.listen) : { protocol: spec.protocol, address: spec.local.address },
+  );
   const order: SipTransport[] = ['udp', 'tcp', 'tls', 'ws', 'wss'];
   return {
     transports: order.filter((t) => tuples.some((tuple) => tuple.protocol === t)),

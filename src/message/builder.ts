@@ -1,3 +1,4 @@
+import { LocalContact } from './local-contact.js';
 import { randomToken } from '../util/random.js';
 import { NameAddr, parseNameAddr } from './name-addr.js';
 import { SipParseError } from './parse-error.js';
@@ -28,7 +29,9 @@ export function generateCallId(host?: string): string {
 }
 
 type AddressInput = string | SipUri | NameAddr;
-type HeaderInput = Record<string, string | number | ReadonlyArray<string | number>>;
+/** Header values: text, numbers, or a LocalContact (which marks the message's Contact for the transport to fill). */
+type HeaderValue = string | number | LocalContact;
+type HeaderInput = Record<string, HeaderValue | ReadonlyArray<HeaderValue>>;
 
 export interface RequestInit {
   method: string;
@@ -43,7 +46,8 @@ export interface RequestInit {
   maxForwards?: number;
   /** Top Via; the transport layer fills sent-by when left as is. A branch is generated if missing. */
   via?: Via | string;
-  contact?: AddressInput;
+  /** A LocalContact leaves host, port and transport to the transport layer (§8.1.1.8). */
+  contact?: AddressInput | LocalContact;
   /** More headers, in order. */
   headers?: HeaderInput;
   body?: Uint8Array | string;
@@ -65,7 +69,7 @@ export function createRequest(init: RequestInit): SipMessage {
   message.addHeader('From', from);
   message.addHeader('Call-ID', init.callId ?? generateCallId());
   message.addHeader('CSeq', `${init.cseq ?? 1} ${init.method}`);
-  if (init.contact !== undefined) message.addHeader('Contact', toNameAddr(init.contact, 'contact'));
+  if (init.contact !== undefined) message.addHeader('Contact', init.contact instanceof LocalContact ? init.contact : toNameAddr(init.contact, 'contact'));
   addHeaders(message, init.headers);
   message.setBody(init.body ?? '', init.contentType);
   return message;
@@ -157,7 +161,8 @@ export interface DialogRequestInit {
   /** §12.2.1.1: "the local sequence number… incremented by one" — the dialog counts. */
   cseq: number;
   /** Our Contact (a target-refresh request carries one, §12.2.1.1). */
-  contact?: AddressInput;
+  /** A LocalContact leaves host, port and transport to the transport layer (§8.1.1.8). */
+  contact?: AddressInput | LocalContact;
   /** More headers, in order. */
   headers?: HeaderInput;
   body?: Uint8Array | string;
@@ -183,7 +188,7 @@ export function createDialogRequest(dialog: DialogState, init: DialogRequestInit
   message.addHeader('Call-ID', dialog.callId);
   message.addHeader('CSeq', `${init.cseq} ${init.method}`);
   for (const route of routes) message.addHeader('Route', route);
-  if (init.contact !== undefined) message.addHeader('Contact', toNameAddr(init.contact, 'contact'));
+  if (init.contact !== undefined) message.addHeader('Contact', init.contact instanceof LocalContact ? init.contact : toNameAddr(init.contact, 'contact'));
   addHeaders(message, init.headers);
   message.setBody(init.body ?? '', init.body !== undefined ? init.contentType : undefined);
   return message;
@@ -291,8 +296,10 @@ function addHeaders(message: SipMessage, headers: HeaderInput | undefined): void
   if (!headers) return;
   for (const name of Object.keys(headers)) {
     const value = headers[name]!;
-    if (Array.isArray(value)) for (const v of value) message.addHeader(name, String(v));
-    else message.addHeader(name, String(value));
+    // A LocalContact goes in as itself: the message notes its type (contactFillIn).
+    const add = (v: HeaderValue): void => message.addHeader(name, typeof v === 'number' ? String(v) : v);
+    if (Array.isArray(value)) for (const v of value as ReadonlyArray<HeaderValue>) add(v);
+    else add(value as HeaderValue);
   }
 }
 

@@ -19,16 +19,24 @@ export {
   type MediaType,
   type SubscriptionState,
 } from './header-values.js';
-export { validateMessage, verdictCode, DEFAULT_BODY_TYPES, type ValidationOptions, type Verdict } from './validate.js';
+export { validateMessage, validateReceived, uasVerdict, verdictCode, DEFAULT_BODY_TYPES, KNOWN_METHODS, type ValidationOptions, type Verdict } from './validate.js';
 export {
   MAGIC_COOKIE,
+  RoutedRequest,
+  createCancel,
+  createDialogRequest,
+  createNonSuccessAck,
   createRequest,
   createResponse,
+  decidedNextHop,
   defaultReason,
   generateBranch,
   generateCallId,
   generateTag,
+  routeFor,
+  type DialogState,
   type RequestInit,
   type ResponseInit,
 } from './builder.js';
+export { LocalContact, LOCAL_CONTACT_HOST } from './local-contact.js';
 export { canonicalHeaderName } from './header-names.js';

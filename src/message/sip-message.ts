@@ -1,3 +1,4 @@
+import { LocalContact } from './local-contact.js';
 import { ParleyError } from '../util/errors.js';
 import { HeaderField } from './header-field.js';
 import { canonicalHeaderName, headerDef, headerKey } from './header-names.js';
@@ -119,6 +120,11 @@ export class SipMessage {
   private encoded: Buffer | undefined;
   /** Flattened typed lists (`via`, `contact`…), dropped on any header change. */
   private listCache: Map<string, unknown[]> | undefined;
+  /**
+   * The first Contact is this UA's, for the transport layer to complete with the host, port and
+   * transport the message goes out on (set by adding a `LocalContact`, or by hand).
+   */
+  contactFillIn: boolean;
 
   constructor(init: SipMessageInit) {
     const line = init.startLine;
@@ -141,6 +147,7 @@ export class SipMessage {
     this.callIdCache = undefined;
     this.encoded = undefined;
     this.listCache = undefined;
+    this.contactFillIn = false;
     this.startLineStart = init.startLineStart ?? -1;
     this.startLineEnd = init.startLineEnd ?? -1;
     this.fields = init.fields ?? [];
@@ -404,6 +411,7 @@ export class SipMessage {
   /** Replaces every field of a header with one field holding `value` (kept where the first one was). */
   setHeader(name: string, value: string | { toString(): string }): void {
     const key = headerKey(name);
+    this.noteLocalContact(key, value);
     const field = this.newField(name, key, String(value));
     const at = this.fields.findIndex((f) => f.key === key);
     this.removeFields(key);
@@ -413,7 +421,9 @@ export class SipMessage {
 
   /** Appends a field after all others. */
   addHeader(name: string, value: string | { toString(): string }): void {
-    this.fields.push(this.newField(name, headerKey(name), String(value)));
+    const key = headerKey(name);
+    this.noteLocalContact(key, value);
+    this.fields.push(this.newField(name, key, String(value)));
     this.headersChanged();
   }
 
@@ -421,6 +431,7 @@ export class SipMessage {
    *  what a proxy does with Via and Record-Route (RFC 3261 §16.6). */
   prependHeader(name: string, value: string | { toString(): string }): void {
     const key = headerKey(name);
+    this.noteLocalContact(key, value);
     const at = this.fields.findIndex((f) => f.key === key);
     this.fields.splice(at === -1 ? 0 : at, 0, this.newField(name, key, String(value)));
     this.headersChanged();
@@ -512,10 +523,16 @@ export class SipMessage {
 
   /** A deep copy that shares nothing mutable with this message (e.g. a request to fork or resend). */
   clone(): SipMessage {
-    return parseCopy(this);
+    const copy = parseCopy(this);
+    copy.contactFillIn = this.contactFillIn;
+    return copy;
   }
 
   // ---- internals --------------------------------------------------------------------------
+
+  private noteLocalContact(key: string, value: unknown): void {
+    if (key === 'contact' && value instanceof LocalContact) this.contactFillIn = true;
+  }
 
   private startLineText(): string {
     return this.isRequest

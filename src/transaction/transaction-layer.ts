@@ -26,6 +26,8 @@ import type { Transaction } from './transaction.js';
 
 const inChannel = channel('parley:message:in');
 const outChannel = channel('parley:message:out');
+/** A received message discarded by rule: `{ reason, message }`. */
+const dropChannel = channel('parley:transaction:drop');
 
 /** A request the transaction layer hands to the layer above. */
 export interface InboundRequest {
@@ -187,6 +189,11 @@ export class TransactionLayer {
 
   private receiveResponse(response: SipMessage): void {
     if (validateReceived(response, this.validation).action !== 'accept') return;
+    // §18.1.2: a response whose top Via is not a sent-by we insert was not meant for us.
+    if (!this.selector.isOwnSentBy(response.via[0]!)) {
+      if (dropChannel.hasSubscribers) dropChannel.publish({ reason: 'not our sent-by (RFC 3261 §18.1.2)', message: response });
+      return;
+    }
     const key = clientKeyOfResponse(response);
     const tx = key === undefined ? undefined : this.clients.get(key);
     // §17.1.3: a response matching no transaction is handed to the core; with no proxy core

@@ -7,6 +7,7 @@ export { TcpTransport } from './tcp-transport.js';
 export { TlsTransport, type TlsOptions, type TlsTransportOptions } from './tls-transport.js';
 export { WsTransport, SIP_SUBPROTOCOL, type WsTransportOptions } from './ws-transport.js';
 export { ConnectionManager, type ManagedConnection } from './connection-manager.js';
-export { TransportSelector, FILL_IN_HOST, UDP_SIZE_LIMIT, responseTarget, type Sent, type Target } from './transport-selector.js';
+export { TransportSelector, UDP_SIZE_LIMIT, responseTarget, type Sent, type Target } from './transport-selector.js';
+export { isUnspecified, parseAdvertised, type SentBy } from './sent-by.js';
 export { createTransport, type CreateTransportOptions } from './create-transport.js';
 export { acceptDatagram, stampReceived } from './inbound.js';

@@ -5,6 +5,7 @@ import type { SipMessage } from '../message/sip-message.js';
 import { unbracket } from '../message/uri.js';
 import type { Via } from '../message/via.js';
 import type { NameAddr } from '../message/name-addr.js';
+import { sentByOf, type SentBy } from './sent-by.js';
 import { defaultPort, family, formatHostPort, isProtocol } from './address.js';
 import { TransportError } from './transport-error.js';
 import type { Transport, TransportProtocol, Tuple } from './types.js';
@@ -34,8 +35,6 @@ export interface Sent {
 /** RFC 3261 §18.1.1: above this a request goes over a congestion-controlled transport. */
 export const UDP_SIZE_LIMIT = 1300;
 
-/** The Contact host a TU leaves for the transport layer to fill in. */
-export const FILL_IN_HOST = '0.0.0.0';
 
 /**
  * Chooses a transport for each message and gets it onto the wire (reSIProcate's
@@ -44,6 +43,10 @@ export const FILL_IN_HOST = '0.0.0.0';
  */
 export class TransportSelector {
   private readonly transports: Transport[];
+  /** What each transport was told to advertise (`--advertise-host`), by transport. */
+  private readonly advertised = new Map<Transport, { host: string; port: number | undefined }>();
+  /** Each transport's sent-by, worked out on first use (a transport knows its port once started). */
+  private readonly sentBys = new Map<Transport, SentBy>();
   /** RFC 3263 §5 for responses whose first destination failed or is a host name. */
   resolver: SipResolver | undefined;
 
@@ -51,8 +54,32 @@ export class TransportSelector {
     this.transports = [...options.transports];
   }
 
-  add(transport: Transport): void {
+  /** Adds a started transport; `advertise` is the host (and port) others reach it at, when not its bound address. */
+  add(transport: Transport, advertise?: { host: string; port: number | undefined }): void {
     this.transports.push(transport);
+    if (advertise) this.advertised.set(transport, advertise);
+  }
+
+  /** What `transport` writes as its sent-by (Via) and in Contacts it fills: never a wildcard address. */
+  sentBy(transport: Transport): SentBy {
+    let sentBy = this.sentBys.get(transport);
+    if (!sentBy) this.sentBys.set(transport, (sentBy = sentByOf(transport, this.advertised.get(transport))));
+    return sentBy;
+  }
+
+  /**
+   * RFC 3261 §18.1.2: "If the value of the 'sent-by' parameter in that header field value does
+   * not correspond to a value that the client transport is configured to insert into requests,
+   * the response MUST be silently discarded." True when the top Via names one of ours.
+   */
+  isOwnSentBy(via: Via): boolean {
+    const host = unbracket(via.host).toLowerCase();
+    for (const transport of this.transports) {
+      const own = this.sentBy(transport);
+      if (own.host.toLowerCase() !== host) continue;
+      if ((via.port ?? defaultPort(transport.protocol)) === own.port) return true;
+    }
+    return false;
   }
 
   /** A transport for `protocol` whose address family matches `address`. */
@@ -67,7 +94,7 @@ export class TransportSelector {
 
   /**
    * Sends a request (RFC 3261 §18.1.1): the top Via gets this transport's protocol and sent-by
-   * (the branch, set by the transaction layer, is kept), a Contact host of 0.0.0.0 is filled in,
+   * (the branch, set by the transaction layer, is kept), a Contact marked ours is filled in,
    * and a UDP request over 1300 bytes goes over TCP instead unless the target forbids it.
    */
   async transmit(request: SipMessage, target: Target, tid?: string): Promise<Sent> {
@@ -120,7 +147,7 @@ export class TransportSelector {
     // A TU's Contact left for us (a dialog-creating 2xx) names the transport the request came on.
     if (response.hasHeader('contact')) {
       const arrivedOn = this.transports.find((t) => t.protocol === source.protocol);
-      if (arrivedOn) fillContact(response, arrivedOn);
+      if (arrivedOn) this.fillContact(response, arrivedOn);
     }
     const bytes = response.toBuffer();
     if (to.connectionId !== undefined) {
@@ -197,43 +224,43 @@ export class TransportSelector {
 
   /** Fills in the transport-dependent parts of a request and serializes it. */
   private prepare(request: SipMessage, transport: Transport): Buffer {
-    const local = transport.local;
+    const sentBy = this.sentBy(transport);
+    const host = hostOf(sentBy.host);
     const transportName = transport.protocol.toUpperCase();
     if (request.via.length > 0) {
       const top = request.via[0]!;
-      if (top.transport !== transportName || top.host !== hostOf(local.address) || top.port !== local.port) {
+      if (top.transport !== transportName || top.host !== host || top.port !== sentBy.port) {
         request.update<Via>('via', 0, (via) => {
           via.transport = transportName;
-          via.host = hostOf(local.address);
-          via.port = local.port;
+          via.host = host;
+          via.port = sentBy.port;
         });
       }
     }
-    fillContact(request, transport);
+    this.fillContact(request, transport);
     return request.toBuffer();
   }
-}
 
-/**
- * A Contact left for the transport layer (host FILL_IN_HOST) gets the address, port and transport
- * it goes out on: only the transport knows them. True when something changed.
- */
-function fillContact(message: SipMessage, transport: Transport): boolean {
-  if (!message.hasHeader('contact')) return false;
-  const contacts = message.wildcardContact ? [] : message.contact;
-  const local = transport.local;
-  let changed = false;
-  for (let i = 0; i < contacts.length; i++) {
-    if (contacts[i]!.uri.host !== FILL_IN_HOST) continue;
-    changed = true;
-    message.update<NameAddr>('contact', i, (contact) => {
-      contact.uri.host = hostOf(local.address);
-      contact.uri.port = local.port;
-      if (transport.protocol === 'udp') delete contact.uri.params.transport;
-      else contact.uri.params.transport = transport.protocol;
+  /**
+   * A message whose Contact is ours (its typed `contactFillIn` flag, set by a LocalContact) gets
+   * the sent-by and transport it goes out on in its first Contact — each time it is sent, so a
+   * request that fails over to another transport names the new one. Only the transport layer
+   * knows them (RFC 3261 §8.1.1.8).
+   */
+  private fillContact(message: SipMessage, transport: Transport): void {
+    if (!message.contactFillIn || !message.hasHeader('contact') || message.wildcardContact) return;
+    const sentBy = this.sentBy(transport);
+    const host = hostOf(sentBy.host);
+    const param = transport.protocol === 'udp' ? undefined : transport.protocol;
+    const uri = message.contact[0]?.uri;
+    if (!uri || (uri.host === host && uri.port === sentBy.port && uri.params.transport === param)) return;
+    message.update<NameAddr>('contact', 0, (contact) => {
+      contact.uri.host = host;
+      contact.uri.port = sentBy.port;
+      if (param === undefined) delete contact.uri.params.transport;
+      else contact.uri.params.transport = param;
     });
   }
-  return changed;
 }
 
 /** RFC 3261 §18.2.2 and RFC 3581 §4: where a response goes when there is no connection to use. */

@@ -33,6 +33,7 @@ import {
   type ServerRequest,
   type SipMessage,
   type Tuple,
+  LocalContact,
 } from '../../src/index.js';
 import { startDnsServer, type TestDnsServer, type ZoneRecord } from '../support/dns-server.js';
 import { until, within } from '../support/transport-harness.js';
@@ -293,7 +294,7 @@ function message(uri = URI): SipMessage {
 }
 
 function invite(uri = URI): SipMessage {
-  return createRequest({ method: 'INVITE', uri, from: '<sip:alice@client.test>', to: `<${uri}>`, contact: '<sip:alice@0.0.0.0>' });
+  return createRequest({ method: 'INVITE', uri, from: '<sip:alice@client.test>', to: `<${uri}>`, contact: new LocalContact('alice') });
 }
 
 function tuple(protocol: Protocol, port: number): { transport: Protocol; address: string; port: number } {

@@ -51,6 +51,7 @@ import {
   StreamFramer,
   type SipMessage,
   type Tuple,
+  LocalContact,
 } from '../../src/index.js';
 import { RFC4475_CASES, type TortureCase } from '../fixtures/torture-cases.js';
 import { testCerts } from '../support/certs.js';
@@ -235,7 +236,7 @@ describe('Transaction interop: a SipStack UAC against SIPp -sn uas (UDP)', funct
           uri: `sip:service@${HOST}:${port}`,
           from: `"Parley" <sip:parley@${HOST}>`,
           to: `<sip:service@${HOST}:${port}>`,
-          contact: '<sip:parley@0.0.0.0>',
+          contact: new LocalContact('parley'),
           cseq: 1,
           contentType: 'application/sdp',
           body: ['v=0', `o=parley ${i} 1 IN IP4 ${HOST}`, 's=-', `c=IN IP4 ${HOST}`, 't=0 0', 'm=audio 6000 RTP/AVP 0', 'a=rtpmap:0 PCMU/8000', ''].join('\r\n'),

@@ -14,6 +14,7 @@ import {
   SipStack,
   StreamFramer,
   type SipMessage,
+  LocalContact,
 } from '../../src/index.js';
 import { Cleanup, RawTcpServer, within, type RawConn } from '../support/transport-harness.js';
 
@@ -116,7 +117,7 @@ function invite(peer: DualPeer, bodyBytes: number): SipMessage {
     uri: `sip:bob@127.0.0.1:${peer.port}`,
     from: '<sip:alice@127.0.0.1>',
     to: `<sip:bob@127.0.0.1:${peer.port}>`,
-    contact: '<sip:alice@0.0.0.0>',
+    contact: new LocalContact('alice'),
     body: `v=0\r\n${'a=x\r\n'.repeat(Math.ceil(bodyBytes / 5))}`.slice(0, bodyBytes),
     contentType: 'application/sdp',
   });

@@ -11,6 +11,7 @@ import {
   type SipMessage,
   type Target,
   type Tuple,
+  LocalContact,
 } from '../../src/index.js';
 import {
   Cleanup,
@@ -40,7 +41,7 @@ function outgoing(init: { id?: string; body?: string; via?: string } = {}): SipM
     to: '<sip:bob@parley.test>',
     callId: init.id ?? callId('sel'),
     via: init.via ?? 'SIP/2.0/UDP 0.0.0.0;branch=z9hG4bK-keep;x-keep=1',
-    contact: '<sip:alice@0.0.0.0>',
+    contact: new LocalContact('alice'),
     body: init.body ?? 'hi',
     contentType: 'text/plain',
   });
@@ -231,10 +232,12 @@ describe('TransportSelector (RFC 3261 §18)', () => {
       await nextMessage(server.udp.sink, 'edge-1@parley.test');
 
       const at1301 = await selector.transmit(make(pad + 1, 2), target);
-      expect(at1301.bytes.length).to.equal(1301);
+      // 1301 bytes as prepared for UDP; over TCP our Contact names the transport it now goes on.
+      expect(at1301.bytes.length).to.equal(1301 + ';transport=tcp'.length);
       expect(at1301.transport).to.equal(clientTcp.transport);
       const overTcp = await nextMessage(server.tcp.sink, 'edge-2@parley.test');
       expect(overTcp.message.via[0]!.transport).to.equal('TCP');
+      expect(overTcp.message.contact[0]!.uri.toString()).to.equal(`sip:alice@127.0.0.1:${clientTcp.transport.local.port};transport=tcp`);
     });
   });
 

@@ -7,6 +7,7 @@ import {
   createRequest,
   createResponse,
   type Tuple,
+  LocalContact,
 } from '../../src/index.js';
 import { testCerts, type TestCerts } from '../support/certs.js';
 import {
@@ -113,7 +114,7 @@ describe('TlsTransport (RFC 3261 §26.2.1, §18)', () => {
       callId: id,
       via: 'SIP/2.0/TLS 0.0.0.0;branch=z9hG4bK-sips',
       // a sip: Contact: RFC 5630 §3.1.3 deprecates transport=tls on sips: URIs
-      contact: '<sip:alice@0.0.0.0>',
+      contact: new LocalContact('alice'),
     });
     const selector = new TransportSelector({ transports: [client.transport] });
     const sent = await selector.transmit(request, server.transport.local);

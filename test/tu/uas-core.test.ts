@@ -2,6 +2,7 @@
 // (§8.2.2.2), and every answer of its own sent through the request's server transaction — on a
 // scripted stack over a loopback transport and a stepping clock (test/support/transaction-script.ts).
 import { expect } from 'chai';
+import { LocalContact } from '../../src/index.js';
 import { cleanupHarnesses, harness, run, spec, txIt, type Harness } from '../support/transaction-script.js';
 
 const T1 = 500;
@@ -85,7 +86,7 @@ describe('UAS core (RFC 3261 §8.2)', () => {
       await run(h, [
         { wire: (x) => x.request(subscribe) },
         { expectTu: 'SUBSCRIBE' },
-        { tu: (r) => r.respond(200, undefined, { headers: { Expires: '600', Contact: '<sip:bob@0.0.0.0>' } }) },
+        { tu: (r) => r.respond(200, undefined, { headers: { Expires: '600', Contact: new LocalContact('bob') } }) },
         { expectWire: (w) => expect([w.startLine, w.message.header('contact')]).to.deep.equal(['SIP/2.0 200 OK', '<sip:bob@127.0.0.1:5070>']) },
         { wire: (x) => x.request(subscribe) },
         { expectWire: (w) => expect(w.text).to.equal(h.seen[0]!.text) },

@@ -1,3 +1,4 @@
+import type { LocalContact } from '../../message/local-contact.js';
 import { EventEmitter } from 'eventemitter3';
 import { generateCallId } from '../../message/builder.js';
 import type { NameAddr } from '../../message/name-addr.js';
@@ -244,7 +245,7 @@ export class ClientRegistration extends EventEmitter<ClientRegistrationEvents> i
   }
 
   /** Sends one REGISTER: same Call-ID, next CSeq (§10.2.4); `contact` undefined = a fetch. */
-  private async send(contact: string | undefined, expires: number | undefined, sentTo?: (target: Tuple) => void): Promise<SipMessage> {
+  private async send(contact: string | LocalContact | undefined, expires: number | undefined, sentTo?: (target: Tuple) => void): Promise<SipMessage> {
     const headers: Record<string, string | string[]> = {};
     if (expires !== undefined) headers.Expires = String(expires);
     if (this.options.outbound) headers.Supported = 'outbound, path';
@@ -266,7 +267,7 @@ export class ClientRegistration extends EventEmitter<ClientRegistrationEvents> i
     return response;
   }
 
-  private ourContact(): string {
+  private ourContact(): string | LocalContact {
     const params: Record<string, string | null> = { ...this.options.contactParams };
     if (this.options.outbound) {
       // RFC 5626 §4.2: "+sip.instance" with the instance URN in quotes, and "reg-id".

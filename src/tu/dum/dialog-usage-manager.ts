@@ -3,7 +3,6 @@ import { channel } from 'node:diagnostics_channel';
 import { EventEmitter } from 'eventemitter3';
 import { createRequest, createResponse, decidedNextHop, generateCallId } from '../../message/builder.js';
 import { NameAddr, parseNameAddr } from '../../message/name-addr.js';
-import { formatParams } from '../../message/params.js';
 import { SipParseError } from '../../message/parse-error.js';
 import { SipMessage } from '../../message/sip-message.js';
 import { parseUri } from '../../message/uri.js';
@@ -12,7 +11,8 @@ import type { SipStack } from '../../stack.js';
 import { PARLEY_VERSION } from '../../version.js';
 import { localFailure } from '../../transaction/client-transaction.js';
 import type { ServerTransaction } from '../../transaction/server-transaction.js';
-import { FILL_IN_HOST, UDP_SIZE_LIMIT } from '../../transport/transport-selector.js';
+import { UDP_SIZE_LIMIT } from '../../transport/transport-selector.js';
+import { LocalContact } from '../../message/local-contact.js';
 import type { Clock } from '../../util/clock.js';
 import type { TimerHandle } from '../../util/clock.js';
 import type { ServerRequest, TransactionUser, UasProfile } from '../transaction-user.js';
@@ -289,7 +289,7 @@ export class DialogUsageManager extends EventEmitter<DumEvents> implements Trans
   newRequest(
     method: string,
     to: string,
-    init: { from?: string | undefined; to?: string | undefined; headers?: Record<string, string | string[]> | undefined; body?: Uint8Array | string | undefined; contentType?: string | undefined; contact?: string | undefined; callId?: string; cseq?: number } = {},
+    init: { from?: string | undefined; to?: string | undefined; headers?: Record<string, string | string[]> | undefined; body?: Uint8Array | string | undefined; contentType?: string | undefined; contact?: string | LocalContact | undefined; callId?: string; cseq?: number } = {},
   ): SipMessage {
     const target = parseUri(to, 'request-uri');
     const from = init.from !== undefined ? parseNameAddr(init.from, 'from') : this.aor.clone();
@@ -329,12 +329,12 @@ export class DialogUsageManager extends EventEmitter<DumEvents> implements Trans
   }
 
   /**
-   * Our Contact: the AOR's user at an address the transport layer fills in when it sends
-   * (FILL_IN_HOST), with `params` (outbound's +sip.instance and reg-id, a registration's expires).
+   * Our Contact: the AOR's user at the address the transport layer fills in when it sends (a
+   * LocalContact marks the message), with `params` (outbound's +sip.instance and reg-id, a
+   * registration's expires).
    */
-  contact(params: Record<string, string | null> = {}): string {
-    const user = this.aor.uri.user;
-    return `<sip:${user !== undefined ? `${user}@` : ''}${FILL_IN_HOST}>${formatParams(params)}`;
+  contact(params: Record<string, string | null> = {}): LocalContact {
+    return new LocalContact(this.aor.uri.user, params);
   }
 
   addDialog(usage: DialogUsage): void {

@@ -1,3 +1,4 @@
+import type { LocalContact } from '../../message/local-contact.js';
 import { createDialogRequest, type RoutedRequest } from '../../message/builder.js';
 import type { NameAddr } from '../../message/name-addr.js';
 import type { SipMessage } from '../../message/sip-message.js';
@@ -14,8 +15,8 @@ export interface DialogRequestInit {
   body?: Uint8Array | string;
   contentType?: string;
   headers?: Record<string, string | number | ReadonlyArray<string | number>>;
-  /** Our Contact, for target-refresh requests (§12.2.1.1: they carry one). */
-  contact?: string;
+  /** Our Contact, for target-refresh requests (§12.2.1.1: they carry one); a LocalContact for the transport to fill. */
+  contact?: string | LocalContact;
 }
 
 /**

@@ -1,3 +1,4 @@
+import type { LocalContact } from '../../message/local-contact.js';
 import { EventEmitter } from 'eventemitter3';
 import { createResponse } from '../../message/builder.js';
 import type { SipMessage } from '../../message/sip-message.js';
@@ -237,7 +238,7 @@ export abstract class InviteSession extends EventEmitter<InviteSessionEvents> im
    */
   protected send2xx(server: ServerRequest, answer: SessionBody, initial: boolean): SipMessage {
     const request = server.message;
-    const headers: Record<string, string | string[]> = { Contact: this.dum.contact(), Allow: this.dum.allowList(), Supported: 'outbound' };
+    const headers: Record<string, string | string[] | LocalContact> = { Contact: this.dum.contact(), Allow: this.dum.allowList(), Supported: 'outbound' };
     const response = createResponse(request, 200, undefined, {
       toTag: this.dialogState?.localTag,
       headers,
