@@ -304,8 +304,8 @@ export class SipStack {
    */
   async stop(): Promise<void> {
     this.stopping = true;
-    const deadline = Date.now() + 64 * (this.options.t1 ?? DEFAULT_TIMERS.t1);
-    while (this.layer.activeCount > 0 && Date.now() < deadline && this.clock === systemClock) {
+    const deadline = this.clock.now() + 64 * this.timerBase.t1;
+    while (this.layer.activeCount > 0 && this.clock.now() < deadline && this.clock === systemClock) {
       await new Promise<void>((resolve) => setTimeout(resolve, 20).unref());
     }
     this.layer.shutdown();

@@ -1038,6 +1038,9 @@ describe('Registrar, raw REGISTERs over UDP (RFC 3261 §10.3, no authentication)
     expect(first.status).to.equal(200);
     expect([...listed(first).keys()]).to.deep.equal([A]);
     expect(first.header('date')).to.match(RFC1123);
+    // The Date is the injected clock's, never the system's.
+    const at = Date.parse(first.header('date')!);
+    expect(at - (at % 1000)).to.equal(clock.now() - (clock.now() % 1000));
 
     clock.advance(100_000);
     const second = await send({ callId: 'two', contacts: [`<${B}>`], expires: 1200 });
@@ -1047,6 +1050,7 @@ describe('Registrar, raw REGISTERs over UDP (RFC 3261 §10.3, no authentication)
     expect(contacts.get(A)!.params.expires).to.equal('500');
     expect(contacts.get(B)!.params.expires).to.equal('1200');
     expect(second.header('date')).to.match(RFC1123);
+    expect(Date.parse(second.header('date')!)).to.equal(at + 100_000);
     expect(second.headerLineCount('date')).to.equal(1);
     expect(second.hasHeader('require'), 'no Require: outbound without outbound').to.equal(false);
   });

@@ -64,7 +64,7 @@ describe('advertised addresses', () => {
 
   async function peer(): Promise<Peer> {
     const p = await udpPeer();
-    cleanups.push(() => p.socket.close());
+    cleanups.push(() => void p.socket.close());
     return p;
   }
 

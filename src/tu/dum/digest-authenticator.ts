@@ -1,3 +1,4 @@
+import { systemWallClock } from '../../util/wall-clock.js';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { createResponse } from '../../message/builder.js';
@@ -5,8 +6,6 @@ import { parseAuthValue, type AuthValue } from '../../message/header-values.js';
 import type { SipMessage } from '../../message/sip-message.js';
 import type { Clock } from '../../util/clock.js';
 
-/** Milliseconds since the epoch: nonce ages must mean the same in every process. */
-const WALL_CLOCK = { now: (): number => Date.now() };
 import type { CredentialStore } from './credential-store.js';
 import {
   DIGEST_ALGORITHMS,
@@ -118,7 +117,8 @@ export class DigestAuthenticator {
     this.qop = [...qop];
     this.lifetimeMs = lifetime * 1000;
     this.secret = Buffer.from(options.secret ?? randomBytes(32));
-    this.clock = options.clock ?? WALL_CLOCK;
+    // Milliseconds since the epoch: nonce ages must mean the same in every process.
+    this.clock = options.clock ?? systemWallClock;
     this.counts = new LRUCache<string, number>({ max: tracked });
     // The opaque is echoed by clients (RFC 7616 §3.3) but proves nothing here — the nonce carries
     // the MAC — so one value per instance and realm will do.

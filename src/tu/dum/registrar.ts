@@ -1,3 +1,4 @@
+import { wallClockOf } from '../../util/wall-clock.js';
 import { EventEmitter } from 'eventemitter3';
 import { createResponse } from '../../message/builder.js';
 import type { NameAddr } from '../../message/name-addr.js';
@@ -182,7 +183,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
     }
     // Step 8: "…Contact header field values enumerating all current bindings… an expires parameter…
     // The response SHOULD include a Date header field".
-    const headers: Record<string, string | string[]> = { Date: new Date(Date.now()).toUTCString() };
+    const headers: Record<string, string | string[]> = { Date: new Date(wallClockOf(this.dum.clock).now()).toUTCString() };
     if (next.length > 0) headers.Contact = next.map((b) => contactValue(b, now));
     if (usedOutbound && message.supported.includes('outbound')) headers.Require = 'outbound';
     const path = message.headers('path');
