@@ -2,7 +2,9 @@ import { readFileSync } from 'node:fs';
 import { createResponse } from '../message/builder.js';
 import type { SipMessage } from '../message/sip-message.js';
 import { SipStack } from '../stack.js';
-import { formatHostPort, formatTuple } from '../transport/address.js';
+import { formatTuple } from '../transport/address.js';
+import { parseAdvertised } from '../transport/sent-by.js';
+import { LocalContact } from '../message/local-contact.js';
 import type { TlsOptions } from '../transport/tls-transport.js';
 import type { Transport } from '../transport/types.js';
 import type { ServerRequest } from '../tu/transaction-user.js';
@@ -12,15 +14,18 @@ export interface ResponderArgs {
   listen: string[];
   status: number;
   tls: TlsOptions | undefined;
+  /** `--advertise-host HOST[:PORT]`: what every listener puts in Via and Contact instead of its bound address. */
+  advertise?: string | undefined;
 }
 
-const USAGE = 'usage: parley responder --listen PROTO:HOST:PORT... [--status CODE] [--cert FILE --key FILE]';
+const USAGE = 'usage: parley responder --listen PROTO:HOST:PORT... [--advertise-host HOST[:PORT]] [--status CODE] [--cert FILE --key FILE]';
 
 export function parseResponderArgs(args: string[]): ResponderArgs | string {
   const listen: string[] = [];
   let status = 200;
   let cert: string | undefined;
   let key: string | undefined;
+  let advertise: string | undefined;
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
     const value = args[i + 1];
@@ -28,14 +33,22 @@ export function parseResponderArgs(args: string[]): ResponderArgs | string {
     else if (arg === '--status' && value !== undefined) status = Number(value);
     else if (arg === '--cert' && value !== undefined) cert = value;
     else if (arg === '--key' && value !== undefined) key = value;
+    else if (arg === '--advertise-host' && value !== undefined) advertise = value;
     else return `unknown or incomplete argument "${arg}"\n${USAGE}`;
     i++;
   }
   if (listen.length === 0) return USAGE;
   if (!Number.isInteger(status) || status < 200 || status > 699) return `--status must be a final status code (200-699)\n${USAGE}`;
   if ((cert === undefined) !== (key === undefined)) return `--cert and --key go together\n${USAGE}`;
+  if (advertise !== undefined) {
+    try {
+      parseAdvertised(advertise);
+    } catch (error) {
+      return `--advertise-host: ${(error as Error).message}\n${USAGE}`;
+    }
+  }
   const tls = cert && key ? { cert: readFileSync(cert), key: readFileSync(key) } : undefined;
-  return { listen, status, tls };
+  return { listen, status, tls, advertise };
 }
 
 /**
@@ -50,7 +63,8 @@ export async function runResponder(
   out: (line: string) => void,
   options: { t1?: number; t2?: number; tuQueueLimitMs?: number } = {},
 ): Promise<{ stack: SipStack; transports: readonly Transport[]; stop: () => Promise<void> }> {
-  const stack = new SipStack({ transports: args.listen, tls: args.tls, ...options });
+  const transports = args.listen.map((listen) => (args.advertise !== undefined ? { listen, advertise: args.advertise } : listen));
+  const stack = new SipStack({ transports, tls: args.tls, ...options });
   const t1 = options.t1 ?? 500;
   const t2 = options.t2 ?? 4000;
   /** 2xx responses to INVITE waiting for their ACK, by Call-ID and CSeq number. */
@@ -71,15 +85,10 @@ export async function runResponder(
         if (request.cancels?.state === 'proceeding') request.cancels.respond(createResponse(request.cancels.request, 487));
         return;
       }
-      const headers: Record<string, string[]> = {};
+      const headers: Record<string, LocalContact> = {};
       const invite2xx = message.method === 'INVITE' && args.status < 300;
-      if (invite2xx) {
-        // RFC 3261 §12.1.1: a 2xx to INVITE carries a Contact.
-        const local = request.source.protocol === 'udp' ? stack.transports.find((t) => t.protocol === 'udp')?.local : undefined;
-        const at = local ?? stack.transports[0]!.local;
-        const transport = request.source.protocol === 'udp' ? '' : `;transport=${request.source.protocol}`;
-        headers.Contact = [`<sip:${formatHostPort(at.address, at.port)}${transport}>`];
-      }
+      // RFC 3261 §12.1.1: a 2xx to INVITE carries a Contact: ours, as the transport it goes out on advertises it.
+      if (invite2xx) headers.Contact = new LocalContact(undefined);
       const response = request.respond(args.status, undefined, { headers });
       if (!invite2xx || !request.transaction) return;
       const transaction = request.transaction;
