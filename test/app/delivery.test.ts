@@ -9,6 +9,7 @@
 //   waiting, one is in flight to the relay, five to the device.
 // - The relay's 2xx moves its cursor under 'parley:relay' (the name earlier databases use);
 //   'delivered' reports the target.
+// - 430 Flow Failed (RFC 5626 §5.3: the device's connection is gone) is retried, not skipped.
 // - The relay never expires (a device whose binding ended gets nothing), and a registration
 //   change of the recipient's devices does not stop it.
 //
@@ -103,6 +104,27 @@ describe('delivery targets: a device, or the relay (src/app/server/delivery.ts)'
     for (const s of sent) expect(s.target).to.deep.equal({ kind: 'device', cursor: PHONE, binding: phone });
     for (const s of sent) s.answer(200);
     await until(() => store.cursor(BOB, PHONE) === ids[4], "the phone's cursor at the last message");
+  });
+
+  it('430 Flow Failed (the connection the device registered over is gone): retried, never skipped; a new registration sends it again at once', async () => {
+    const [id] = await append(BOB, 1);
+    const retrying: Array<[string, number]> = [];
+    const refused: number[] = [];
+    scheduler.on('retrying', (_recipient, target, status) => void retrying.push([target.cursor, status]));
+    scheduler.on('refused', (_message, _target, status) => void refused.push(status));
+    scheduler.update(BOB, [{ ...binding(1000 + 600_000), regId: 1, flow: { protocol: 'tcp', address: '127.0.0.1', port: 40001, connectionId: 7 } }]);
+    expect(sent).to.have.length(1);
+    sent[0]!.answer(430);
+    await until(() => retrying.length === 1, "the courier's retry");
+    expect(retrying).to.deep.equal([[PHONE, 430]]);
+    expect(refused).to.deep.equal([]);
+    expect(store.cursor(BOB, PHONE), 'the cursor has not moved over it').to.equal(0);
+    // The device registers again, on a new connection: the message goes at once, on that flow.
+    const again = { ...binding(1000 + 600_000), regId: 1, flow: { protocol: 'tcp' as const, address: '127.0.0.1', port: 40002, connectionId: 8 } };
+    scheduler.update(BOB, [again]);
+    expect(sent).to.have.length(2);
+    expect(sent[1]!.message.id).to.equal(id);
+    expect(sent[1]!.target).to.deep.equal({ kind: 'device', cursor: PHONE, binding: again });
   });
 
   it("the relay never expires: long after any binding would have, it still sends; a device's ended binding gets nothing", async () => {

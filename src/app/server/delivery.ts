@@ -59,8 +59,12 @@ export type DeliveryLog = Pick<MessageLog, 'after' | 'cursor' | 'touchDevice' | 
 /** Messages read from the store at once for one device. */
 const READ_AHEAD = 64;
 
-/** Statuses after which a device is tried again later: it is there but cannot take it now. */
-const RETRYABLE = new Set([408, 480, 486, 500, 503, 504, 600]);
+/**
+ * Statuses after which a device is tried again later: it is there but cannot take it now. 430
+ * Flow Failed (RFC 5626 §5.3, §11.5): the connection it registered over is gone; it registers
+ * again on a new flow (which retries at once), so the message waits for it, never skipped.
+ */
+const RETRYABLE = new Set([408, 430, 480, 486, 500, 503, 504, 600]);
 
 /** A device is its RFC 5626 instance when it has one, else its Contact (docs/server.md "Delivery"). */
 export function deviceOf(binding: StoredBinding): string {

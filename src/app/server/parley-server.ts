@@ -299,11 +299,16 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
 /**
  * Where a device is reached: over the flow it registered on when it asked for outbound (RFC
  * 5626 §5.3) or registered over UDP (RFC 3581: the source it sent from); otherwise at its Contact.
+ * An outbound flow over a connection is the only way to the device (behind a NAT a new
+ * connection would not reach it): the request goes on that connection or fails with 430 Flow
+ * Failed, never redialled; the device registers again on a new flow, and delivery resumes then.
  */
 function flowTarget(binding: StoredBinding): Target | undefined {
   const flow = binding.flow;
   if (!flow) return undefined;
-  if (binding.regId !== undefined || flow.protocol === 'udp') return { protocol: flow.protocol, address: flow.address, port: flow.port };
+  const tuple = { protocol: flow.protocol, address: flow.address, port: flow.port };
+  if (binding.regId !== undefined && flow.connectionId !== undefined) return { ...tuple, flow: flow.connectionId };
+  if (binding.regId !== undefined || flow.protocol === 'udp') return tuple;
   return undefined;
 }
 
