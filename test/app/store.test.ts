@@ -15,7 +15,8 @@
 //   retention, and nothing else.
 //
 // Most tests use ':memory:'; durability tests use a file in a fresh temporary directory, removed
-// afterwards. Times given to the store are plain numbers (ms): the store never reads a clock.
+// afterwards. Times given to the store are plain numbers (ms); a time left out is the clock the
+// store was opened with (the server's), never the system's when one was given ("its clock").
 import { expect } from 'chai';
 import Database from 'better-sqlite3';
 import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -799,6 +800,30 @@ describe('SqliteStore', () => {
       expect(store.purge(NOW, RETENTION)).to.equal(2);
       expect(store.unacknowledged(BOB)).to.equal(1);
       expect(store.pending(BOB, PHONE, 10).map((m) => m.id)).to.deep.equal([kept.id]);
+    });
+  });
+
+  // -------------------------------------------------------------------------------------------
+  describe('its clock (SqliteStore.open(path, { clock }))', () => {
+    const T = Date.parse('2030-01-02T03:04:05.000Z');
+
+    it('stamps what it is given no time for — an account, a device seen, a cursor first moved by an acknowledgement — from its clock', async () => {
+      let now = T;
+      const store = SqliteStore.open(':memory:', { clock: { now: () => now } });
+      open.push(store);
+      store.addAccount(ALICE, hashesFor(ALICE, 'a'));
+      expect(store.account(ALICE)?.createdAt).to.equal(T);
+      now = T + 1000;
+      store.touchDevice(BOB, PHONE);
+      const { id } = await store.append(msg(BOB));
+      now = T + 2000;
+      // LAPTOP was never touched: its row is made by the acknowledgement's commit.
+      store.acknowledge(BOB, LAPTOP, id);
+      await store.flush();
+      expect(store.devices(BOB)).to.deep.equal([
+        { device: LAPTOP, cursor: id, lastSeen: T + 2000 },
+        { device: PHONE, cursor: 0, lastSeen: T + 1000 },
+      ]);
     });
   });
 });
