@@ -4,4 +4,4 @@ export * from './im/index.js';
 export { silentLogger, type Logger } from './logger.js';
 export * from './server/index.js';
 export * from './store/index.js';
-export { systemWallClock, wallClockOf, type WallClock } from './wall-clock.js';
+export { epochOffset, systemWallClock, wallClockOf, type WallClock } from './wall-clock.js';

@@ -11,18 +11,24 @@ export interface WallClock {
 }
 
 /**
+ * What to add to a stack clock's reading to get epoch milliseconds. The system clock counts
+ * from the start of the process (`performance.now()`), so its offset is `performance.timeOrigin`
+ * — a constant: its wall time is monotonic, never back when NTP steps the system time (it follows
+ * NTP's rate corrections). Any other clock is read as epoch milliseconds (offset 0), as the
+ * DUM's digest nonces read an injected clock: a test says `new ManualClock(Date.parse(…))`.
+ */
+export function epochOffset(clock: Pick<Clock, 'now'>): number {
+  return clock === systemClock ? performance.timeOrigin : 0;
+}
+
+/**
  * The wall clock of a stack's `Clock`, so that everything in src/app takes its time from the one
  * clock injected into the stack (a ManualClock in tests) and never reads the system's itself.
- *
- * The system clock counts from the start of the process (`performance.now()`), so its wall
- * time is `performance.timeOrigin` plus that: monotonic (never back when NTP steps the system
- * time; it follows NTP's rate corrections). Any other clock is read as epoch milliseconds, as
- * the DUM's digest nonces read an injected clock: a test says `new ManualClock(Date.parse(…))`.
  * Whole milliseconds: the store keeps integers.
  */
 export function wallClockOf(clock: Pick<Clock, 'now'>): WallClock {
-  if (clock === systemClock) return { now: () => Math.floor(performance.timeOrigin + systemClock.now()) };
-  return { now: () => Math.floor(clock.now()) };
+  const offset = epochOffset(clock);
+  return { now: () => Math.floor(offset + clock.now()) };
 }
 
 /** The wall clock of the system clock (what a stack runs on when it is given none). */

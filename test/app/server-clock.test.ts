@@ -10,6 +10,10 @@
 //   `DateTime`, and is stored at it.
 // - Retention: advancing the clock past `retentionDays` (2) makes the purge drop the message.
 // - A client on a ManualClock writes its CPIM `DateTime` from that clock.
+// - Bindings are kept in wall-clock time (src/app/server/durable-locations.ts): a server on the
+//   system clock (which counts from its process's start) starting on a data directory where one
+//   device's binding ended a second ago and another's ends in ten minutes delivers to the
+//   second only — the first is not taken for registered for as long as the earlier process ran.
 //
 // The server's stack runs on a ManualClock that only the retention test advances; everything
 // here goes over TCP (no retransmission timers). Clients run on real time unless said.
@@ -18,7 +22,8 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { accountHashes, ManualClock, ParleyClient, ParleyServer, parseMessage, type SipMessage } from '../../src/index.js';
+import { accountHashes, ManualClock, openStore, ParleyClient, ParleyServer, parseMessage, type SipMessage, type StoredBinding } from '../../src/index.js';
+import { UdpSipPeer } from '../support/udp-sip.js';
 import { drain, until, within } from '../support/waiting.js';
 
 const HOST = '127.0.0.1';
@@ -145,5 +150,40 @@ describe('time from the injected clock (server, store, delivery, client)', funct
     await within(alice.send('bob@localhost', 'from 2031'), 'send');
     const [stored] = server.store.pending(BOB, PROBE, 10);
     expect(stored!.body.toString('utf8')).to.include('DateTime: 2031-05-06T07:08:09.000Z');
+  });
+
+  it('bindings in wall-clock time: after a (re)start on the system clock, a binding that ended is not delivered to, one that has not is', async () => {
+    const data = await tempDir('bindings');
+    const ended = await UdpSipPeer.bind(HOST);
+    const live = await UdpSipPeer.bind(HOST);
+    try {
+      const wall = Date.now();
+      const device = (peer: UdpSipPeer, n: number, expiresAt: number): StoredBinding => ({
+        contact: `sip:bob@${HOST}:${peer.port}`,
+        instance: `urn:uuid:00000000-0000-4000-8000-00000000000${n}`,
+        expiresAt,
+        callId: `reg-${n}`,
+        cseq: 1,
+        params: {},
+        flow: { protocol: 'udp', address: HOST, port: peer.port },
+      });
+      const before = openStore(data);
+      for (const aor of [ALICE, BOB]) before.addAccount(aor, accountHashes(aor, 'pw'));
+      await before.put(BOB, [device(ended, 1, wall - 1000), device(live, 2, wall + 600_000)]);
+      await before.append({ recipient: BOB, sender: ALICE, messageId: 'before-restart', contentType: 'text/plain', body: Buffer.from('waiting'), receivedAt: wall, notify: false });
+      await before.close();
+
+      const server = await ParleyServer.start({ domains: [DOMAIN], listen: [`udp:${HOST}:0`], data }, { logger: silent });
+      servers.push(server);
+      const isDelivery = (r: { message: SipMessage | undefined }): boolean => r.message?.isRequest === true && r.message.method === 'MESSAGE';
+      expect(await live.waitFor(isDelivery, 5000), 'the device still registered gets the message').to.not.equal(undefined);
+      await drain(500);
+      expect(ended.received.filter(isDelivery), 'the device whose binding ended gets nothing').to.have.length(0);
+      const lookup = await server.registrar.lookup(BOB);
+      expect(lookup.map((b) => b.callId), 'registered devices').to.deep.equal(['reg-2']);
+    } finally {
+      await ended.close();
+      await live.close();
+    }
   });
 });

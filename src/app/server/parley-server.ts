@@ -18,9 +18,10 @@ import { silentLogger, type Logger } from '../logger.js';
 import { displayAor, splitAor, type Aor } from '../store/aor.js';
 import { openStore } from '../store/open-store.js';
 import type { Store, StoredMessage } from '../store/store.js';
-import { wallClockOf, type WallClock } from '../wall-clock.js';
+import { epochOffset, wallClockOf, type WallClock } from '../wall-clock.js';
 import { AccountCredentials, DomainAuthenticators } from './accounts.js';
 import { DeliveryScheduler, type CourierTarget } from './delivery.js';
+import { DurableLocations } from './durable-locations.js';
 import { Federation } from '../federation/federation.js';
 import { INTAKE_STEPS, runIntake, type IntakeServer } from './intake.js';
 import { resolveConfig, type ServerConfig } from './server-config.js';
@@ -85,7 +86,8 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
     this.federated = config.peers.length > 0 || config.federationSecret !== undefined || config.discovery !== false;
     this.federation = new Federation(config, dum, stack.timers, logger, config.advertise ?? advertisedUri(stack.transports), () => this.relayingCount());
     this.authenticators = new DomainAuthenticators(config.domains, new AccountCredentials(store), { algorithms: config.digestAlgorithms, clock: this.clock });
-    this.registrar = new Registrar(dum, { domains: config.domains, store, authenticator: this.authenticators });
+    // Bindings are kept in wall-clock time, so that they mean the same after a restart.
+    this.registrar = new Registrar(dum, { domains: config.domains, store: new DurableLocations(store, epochOffset(stack.clock)), authenticator: this.authenticators });
     this.delivery = new DeliveryScheduler(store, stack.timers, (message, target) => (target.kind === 'relay' ? this.federation.forward(message) : this.sendToDevice(message, target.binding)), {
       // A relay sends one at a time (docs/federation.md): with more in flight, a next hop that
       // refuses one (480 while it relearns its routes, 503 when busy) and takes the next would
