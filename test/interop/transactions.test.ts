@@ -43,6 +43,7 @@ import { join } from 'node:path';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import {
   createRequest,
+  createNonSuccessAck,
   createResponse,
   parseMessage,
   responseTarget,
@@ -669,15 +670,23 @@ describe('Transaction interop: RFC 4475 torture messages as UDP datagrams to par
         const deadline = performance.now() + 3000;
         while (performance.now() < deadline && !since(mark).some(isAnswer)) await new Promise((r) => setTimeout(r, 20));
       }
-      await new Promise((r) => setTimeout(r, 300));
-      const got = since(mark).filter((r) => !isPing(r));
-      // Stop the responder's 2xx retransmissions for accepted INVITEs (§13.3.1.4): ACK them.
-      for (const r of got) {
-        const m = r.message;
-        if (m && !m.isRequest && m.status >= 200 && m.status < 300 && headerSafe(() => m.cseq.method) === 'INVITE') {
-          await sender!.send(ackFor2xx(m, sender!.port, `sip:${c.file}@${HOST}`), responderPort, HOST);
+      // ACK every final response to an INVITE as a UAC would, before Timer G (T1) could resend
+      // it: the responder retransmits a 2xx until its ACK (§13.3.1.4), and a 4xx–6xx it answers
+      // through the INVITE server transaction on Timer G until the ACK (§17.2.1).
+      const acked = new Set<Received>();
+      const ackFinals = async (): Promise<void> => {
+        for (const r of since(mark)) {
+          const m = r.message;
+          if (acked.has(r) || isPing(r) || !m || m.isRequest || m.status < 200 || headerSafe(() => m.cseq.method) !== 'INVITE') continue;
+          acked.add(r);
+          const ack = m.status < 300 ? ackFor2xx(m, sender!.port, `sip:${c.file}@${HOST}`) : headerSafe(() => createNonSuccessAck(parseMessage(bytes), m).toBuffer());
+          if (ack) await sender!.send(ack, responderPort, HOST);
         }
-      }
+      };
+      await ackFinals();
+      await new Promise((r) => setTimeout(r, 300));
+      await ackFinals();
+      const got = since(mark).filter((r) => !isPing(r));
       const show = (r: Received): string =>
         r.message === undefined
           ? `${r.endpoint}: ${r.bytes.length} non-SIP bytes`
