@@ -5,7 +5,7 @@ import { formatTuple } from '../transport/address.js';
 import { parseArguments, positiveInteger, type ParsedArguments } from './arguments.js';
 
 const USAGE =
-  'usage: parley server [--config FILE] [--domain D]... [--listen PROTO:HOST:PORT]... [--data DIR]\n' +
+  'usage: parley server [--config FILE] [--domain D]... [--listen PROTO:HOST:PORT]... [--advertise-host HOST[:PORT]] [--data DIR]\n' +
   '                     [--retention-days N] [--max-message-bytes N] [--accept-foreign] [--cert FILE --key FILE]\n' +
   '                     [--digest-algorithms ALG[,ALG]...]   (MD5, SHA-256, SHA-512-256; offered in that order)\n' +
   '                     [--peer DOMAIN=URI]... [--secret S] [--ping-interval MS] [--ping-misses N] [--route DOMAIN=PEER]...\n' +
@@ -17,6 +17,7 @@ export function serverConfigFromArgs(args: string[]): ServerConfig | string {
     config: 'string',
     domain: 'list',
     listen: 'list',
+    'advertise-host': 'string',
     data: 'string',
     'retention-days': 'string',
     'max-message-bytes': 'string',
@@ -41,6 +42,7 @@ export function serverConfigFromArgs(args: string[]): ServerConfig | string {
     const config: Partial<ServerConfig> = parsed.strings.has('config') ? readConfigFile(parsed.strings.get('config')!) : {};
     if (parsed.lists.has('domain')) config.domains = parsed.lists.get('domain')!;
     if (parsed.lists.has('listen')) config.listen = parsed.lists.get('listen')!;
+    if (parsed.strings.has('advertise-host')) config.advertiseHost = parsed.strings.get('advertise-host')!;
     if (parsed.strings.has('data')) config.data = parsed.strings.get('data')!;
     if (parsed.booleans.has('accept-foreign')) config.acceptForeign = true;
     // `SHA-256,MD5`: challenged in that order (resolveConfig checks the names).

@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { createRequest } from '../../message/builder.js';
 import { SipStack, type SipStackOptions } from '../../stack.js';
 import type { Transport } from '../../transport/types.js';
+import { formatHostPort } from '../../transport/address.js';
 import type { Target } from '../../transport/transport-selector.js';
 import { DialogUsageManager } from '../../tu/dum/dialog-usage-manager.js';
 import type { StoredBinding } from '../../tu/dum/location-store.js';
@@ -84,7 +85,7 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
     this.domains = new Set(config.domains);
     this.clock = wallClockOf(stack.clock);
     this.federated = config.peers.length > 0 || config.federationSecret !== undefined || config.discovery !== false;
-    this.federation = new Federation(config, dum, stack.timers, logger, config.advertise ?? advertisedUri(stack.transports), () => this.relayingCount());
+    this.federation = new Federation(config, dum, stack.timers, logger, config.advertise ?? advertisedUri(stack), () => this.relayingCount());
     this.authenticators = new DomainAuthenticators(config.domains, new AccountCredentials(store), { algorithms: config.digestAlgorithms, clock: this.clock });
     // Bindings are kept in wall-clock time, so that they mean the same after a restart.
     this.registrar = new Registrar(dum, { domains: config.domains, store: new DurableLocations(store, epochOffset(stack.clock)), authenticator: this.authenticators });
@@ -148,7 +149,9 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
     const logger = options.logger ?? silentLogger;
     const tls = resolved.tls ? { cert: readFileSync(resolved.tls.cert), key: readFileSync(resolved.tls.key) } : undefined;
     // A MESSAGE handler waits for the group commit, so many run at once: that is what fills a commit.
-    const stack = new SipStack({ tuConcurrency: 4096, ...options.stack, transports: resolved.listen, tls });
+    const advertise = resolved.advertiseHost;
+    const transports = resolved.listen.map((listen) => (advertise !== undefined ? { listen, advertise } : listen));
+    const stack = new SipStack({ tuConcurrency: 4096, ...options.stack, transports, tls });
     // The store stamps times of its own (a cursor's first row) on the same clock as the server.
     const store = options.store ?? openStore(resolved.data, { clock: wallClockOf(stack.clock) });
     try {
@@ -319,10 +322,11 @@ function describeTarget(target: CourierTarget): string {
   return target.kind === 'relay' ? 'the next hop' : target.cursor;
 }
 
-/** The URI neighbours reach us at: the first stream listener, else the first one. */
-function advertisedUri(transports: readonly Transport[]): string {
+/** The URI neighbours reach us at: the first stream listener, else the first one, at its sent-by (never a wildcard). */
+function advertisedUri(stack: SipStack): string {
+  const transports = stack.transports;
   const chosen = transports.find((t) => t.protocol === 'tcp') ?? transports.find((t) => t.protocol === 'tls') ?? transports[0]!;
-  const host = chosen.local.address.includes(':') ? `[${chosen.local.address}]` : chosen.local.address;
+  const sentBy = stack.sentBy(chosen);
   const scheme = chosen.protocol === 'tls' ? 'sips' : 'sip';
-  return `${scheme}:${host}:${chosen.local.port}${chosen.protocol === 'udp' || chosen.protocol === 'tls' ? '' : `;transport=${chosen.protocol}`}`;
+  return `${scheme}:${formatHostPort(sentBy.host, sentBy.port)}${chosen.protocol === 'udp' || chosen.protocol === 'tls' ? '' : `;transport=${chosen.protocol}`}`;
 }

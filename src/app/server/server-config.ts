@@ -1,3 +1,4 @@
+import { parseAdvertised } from '../../transport/sent-by.js';
 import { readFileSync } from 'node:fs';
 import { ParleyError } from '../../util/errors.js';
 import { ACCOUNT_ALGORITHMS, type AccountAlgorithm } from '../store/store.js';
@@ -59,6 +60,12 @@ export interface ServerConfig {
   dnsFallback: boolean;
   /** Our URI for neighbours; default from the first tcp, tls or udp listener. */
   advertise?: string;
+  /**
+   * `HOST[:PORT]` every listener puts in its Via sent-by and Contacts instead of its bound
+   * address (a server bound to 0.0.0.0 behind NAT); default the bound address, or for a
+   * wildcard bind the first interface address of its family — never the wildcard itself.
+   */
+  advertiseHost?: string;
   /** Multicast discovery (seed 002's HELLO), or false. */
   discovery: DiscoveryConfig | false;
 }
@@ -105,7 +112,7 @@ const defaults: ServerConfig = {
 };
 export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze(defaults);
 
-const KEYS = new Set<string>(['domains', 'listen', 'data', 'tls', 'federationSecret', 'advertise', ...Object.keys(DEFAULT_CONFIG)]);
+const KEYS = new Set<string>(['domains', 'listen', 'data', 'tls', 'federationSecret', 'advertise', 'advertiseHost', ...Object.keys(DEFAULT_CONFIG)]);
 const DOMAIN = /^[a-z0-9.-]+$|^\[[0-9a-f:.]+\]$/;
 
 /** The defaults, then `base` (a config file's object), each field checked. */
@@ -123,6 +130,14 @@ export function resolveConfig(base: Partial<ServerConfig> = {}): ServerConfig {
   config.domains = config.domains.map((d) => d.toLowerCase());
   for (const domain of config.domains) if (!DOMAIN.test(domain)) throw new ConfigError('CONFIG_INVALID', `"${domain}" is not a domain name`);
   if (typeof config.data !== 'string' || config.data === '') throw new ConfigError('CONFIG_INVALID', '"data" must be a directory path');
+  if (config.advertiseHost !== undefined) {
+    try {
+      if (typeof config.advertiseHost !== 'string') throw new Error('not a string');
+      parseAdvertised(config.advertiseHost);
+    } catch (error) {
+      throw new ConfigError('CONFIG_INVALID', `"advertiseHost": ${(error as Error).message}`);
+    }
+  }
   const positive = (name: keyof ServerConfig, integer = true): void => {
     const value = config[name];
     if (typeof value !== 'number' || !(value > 0) || (integer && !Number.isInteger(value))) throw new ConfigError('CONFIG_INVALID', `"${name}" must be a positive ${integer ? 'integer' : 'number'}`);
