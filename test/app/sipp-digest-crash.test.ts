@@ -25,7 +25,7 @@ import { join } from 'node:path';
 import { accountHashes, ParleyServer } from '../../src/index.js';
 import { freePort, killAll as killProcesses, parley, removeTemporaries, sleep, start, tail, tempDir, type Proc } from '../support/parley-process.js';
 import { repoRoot } from '../support/parley-responder.js';
-import { killAll as killSipp, onCi, sippVersion } from '../support/sipp.js';
+import { killAll as killSipp, requireSipp } from '../support/sipp.js';
 import { runScenario, stat, type ScenarioRun } from '../support/sipp-scenario.js';
 
 const HOST = '127.0.0.1';
@@ -58,14 +58,6 @@ function releaseWorkDir(): void {
   keepWorkDir = false;
 }
 
-/** Skips the suite without sipp (fails on CI), as the interop suites do. */
-function requireSipp(context: Mocha.Context): void {
-  if (sippVersion() !== undefined) return;
-  const why = 'sip-tester is missing: the `sipp` binary is not on PATH (apt-get install -y sip-tester)';
-  if (onCi()) throw new Error(`${why}; CI is set, so the SIPp digest tests cannot be skipped`);
-  process.stderr.write(`SIPp digest tests skipped: ${why}\n`);
-  context.skip();
-}
 
 /** SIPp's arguments for `calls` MESSAGEs from alice to bob at host:port, from `sippPort`. */
 function sippArgs(port: number, sippPort: number, calls: number, rate: number): string[] {
@@ -154,7 +146,7 @@ describe('SIPp with MD5 digest sends 150 MESSAGEs through a parley server killed
   const servers: Proc[] = [];
 
   before(function () {
-    requireSipp(this);
+    requireSipp(this, 'SIPp digest tests');
     workDir = mkdtempSync(join(tmpdir(), 'parley-sipp-digest-'));
   });
   afterEach(function () {
@@ -231,7 +223,7 @@ describe('SIPp with -au/-ap reads only the first WWW-Authenticate: the order dec
   const dirs: string[] = [];
 
   before(function () {
-    requireSipp(this);
+    requireSipp(this, 'SIPp digest tests');
     workDir ??= mkdtempSync(join(tmpdir(), 'parley-sipp-digest-'));
   });
   after(releaseWorkDir);

@@ -50,7 +50,7 @@ import {
   type StoredBinding,
 } from '../../src/index.js';
 import { repoRoot } from '../support/parley-responder.js';
-import { freePort, killAll, onCi, sippVersion } from '../support/sipp.js';
+import { freePort, killAll, requireSipp } from '../support/sipp.js';
 import { count, runScenario, stat, sumCounts, type ScenarioRun } from '../support/sipp-scenario.js';
 
 const HOST = '127.0.0.1';
@@ -87,14 +87,6 @@ async function releaseWorkDir(): Promise<void> {
   keepWorkDir = false;
 }
 
-/** Skips the suite without sipp (fails on CI), like sipp.test.ts. */
-function requireSipp(context: Mocha.Context): void {
-  if (sippVersion() !== undefined) return;
-  const why = 'sip-tester is missing: the `sipp` binary is not on PATH (apt-get install -y sip-tester)';
-  if (onCi()) throw new Error(`${why}; CI is set, so the SIPp DUM interop tests cannot be skipped`);
-  process.stderr.write(`SIPp DUM interop tests skipped: ${why}\n`);
-  context.skip();
-}
 
 function keepLogsOnFailure(this: Mocha.Context): void {
   if (this.currentTest?.state === 'failed') keepWorkDir = true;
@@ -257,7 +249,7 @@ describe('DUM interop: SIPp registers with MD5 digest at a DUM Registrar (UDP)',
   let server: RegistrarUnderTest | undefined;
 
   before(function () {
-    requireSipp(this);
+    requireSipp(this, 'SIPp DUM interop tests');
     requireWorkDir();
   });
 
@@ -407,7 +399,7 @@ describe('DUM interop: SIPp sends MESSAGE to a DUM client at its registered cont
   let seen: Seen[] = [];
 
   before(async function () {
-    requireSipp(this);
+    requireSipp(this, 'SIPp DUM interop tests');
     requireWorkDir();
     server = await startRegistrar({ authenticate: false });
     clientStack = new SipStack({ transports: [`udp:${HOST}:0`] });

@@ -58,7 +58,7 @@ import { RFC4475_CASES, type TortureCase } from '../fixtures/torture-cases.js';
 import { testCerts } from '../support/certs.js';
 import { repoRoot, startResponder, startResponderProcess, type Responder } from '../support/parley-responder.js';
 import { sip } from '../support/sip-bytes.js';
-import { freePort, killAll, onCi, sippVersion, waitForUdpBound } from '../support/sipp.js';
+import { freePort, killAll, onCi, requireSipp, waitForUdpBound } from '../support/sipp.js';
 import { alive, count, runScenario, stat, sumCounts, type ScenarioRun } from '../support/sipp-scenario.js';
 import { ping, safeCallId, token, UdpSipPeer, type Received } from '../support/udp-sip.js';
 
@@ -98,14 +98,6 @@ async function releaseWorkDir(): Promise<void> {
   keepWorkDir = false;
 }
 
-/** Skips the suite without sipp (fails on CI), like sipp.test.ts. */
-function requireSipp(context: Mocha.Context): void {
-  if (sippVersion() !== undefined) return;
-  const why = 'sip-tester is missing: the `sipp` binary is not on PATH (apt-get install -y sip-tester)';
-  if (onCi()) throw new Error(`${why}; CI is set, so the SIPp interop tests cannot be skipped`);
-  process.stderr.write(`SIPp transaction interop tests skipped: ${why}\n`);
-  context.skip();
-}
 
 function keepLogsOnFailure(this: Mocha.Context): void {
   if (this.currentTest?.state === 'failed') keepWorkDir = true;
@@ -120,7 +112,7 @@ describe('Transaction interop: SIPp UACs against the stateful parley responder (
   let responder: Responder | undefined;
 
   before(async function () {
-    requireSipp(this);
+    requireSipp(this, 'SIPp transaction interop tests');
     requireWorkDir();
     responder = await startResponder([`udp:${HOST}:0`]);
   });
@@ -205,7 +197,7 @@ describe('Transaction interop: a SipStack UAC against SIPp -sn uas (UDP)', funct
   this.timeout(90_000);
 
   before(function () {
-    requireSipp(this);
+    requireSipp(this, 'SIPp transaction interop tests');
     requireWorkDir();
   });
 
@@ -310,7 +302,7 @@ describe('Transaction interop: overload (SIPp MESSAGE burst, no rate limit)', fu
   const CALLS = 20_000;
 
   before(function () {
-    requireSipp(this);
+    requireSipp(this, 'SIPp transaction interop tests');
     requireWorkDir();
   });
 

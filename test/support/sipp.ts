@@ -24,6 +24,18 @@ export function onCi(): boolean {
 /** Every child a test started and has not seen exit; `killAll` ends them (after hooks). */
 const live = new Set<ChildProcess>();
 
+/**
+ * Skips a suite when SIPp is missing — unless CI is set, where the interop tests must run, so it
+ * fails instead. `what` names the suite in the message ("SIPp DUM interop tests").
+ */
+export function requireSipp(context: Mocha.Context, what: string): void {
+  if (sippVersion() !== undefined) return;
+  const why = 'sip-tester is missing: the `sipp` binary is not on PATH (apt-get install -y sip-tester)';
+  if (onCi()) throw new Error(`${why}; CI is set, so the ${what} cannot be skipped`);
+  process.stderr.write(`${what} skipped: ${why}\n`);
+  context.skip();
+}
+
 export function track(child: ChildProcess): ChildProcess {
   live.add(child);
   child.once('exit', () => live.delete(child));
