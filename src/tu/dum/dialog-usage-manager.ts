@@ -78,6 +78,9 @@ const errorChannel = channel('parley:dum:error');
 /** Option tags the DUM implements (RFC 5626 outbound, RFC 3327 Path at a registrar). */
 export const DUM_EXTENSIONS = ['outbound', 'path'];
 
+/** What every DUM profile shares: our option tags, any body type, a REGISTER's Require left to the registrar. */
+const DUM_PROFILE: Omit<UasProfile, 'methods'> = { extensions: DUM_EXTENSIONS, tuChecksRequire: ['REGISTER'], bodyTypes: ['*/*'] };
+
 /**
  * The layer applications are written against (reSIProcate's DialogUsageManager): the stack's
  * transaction user that owns dialogs and usages, answers what no usage claims, and hides the
@@ -167,18 +170,22 @@ export class DialogUsageManager extends EventEmitter<DumEvents> implements Trans
 
   onMessage(handler: (message: IncomingMessage) => Answer | Promise<Answer>): void {
     this.messageHandler = handler;
+    this.profiles = undefined;
   }
 
   onInvite(handler: (session: ServerInviteSession) => void | Promise<void>): void {
     this.inviteHandler = handler;
+    this.profiles = undefined;
   }
 
   onRegister(handler: (request: ServerRequest) => void | Promise<void>): void {
     this.registerHandler = handler;
+    this.profiles = undefined;
   }
 
   onSubscribe(eventPackage: string, handler: (subscription: ServerSubscription) => void | Promise<void>): void {
     this.subscribeHandlers.set(eventPackage.toLowerCase(), handler);
+    this.profiles = undefined;
   }
 
   /** A body for the answer to an out-of-dialog OPTIONS (RFC 3261 §11.2), or undefined for none. */
@@ -188,6 +195,7 @@ export class DialogUsageManager extends EventEmitter<DumEvents> implements Trans
 
   onOutOfDialog(method: string, handler: (request: ServerRequest) => void | Promise<void>): void {
     this.otherHandlers.set(method, handler);
+    this.profiles = undefined;
   }
 
   /** Ends every usage (unregister, unsubscribe, BYE) and stops taking new ones. */
@@ -206,12 +214,17 @@ export class DialogUsageManager extends EventEmitter<DumEvents> implements Trans
    * type — bodies are checked per method below (415 with that usage's Accept); a REGISTER's
    * Require in §10.3's order by the registrar.
    */
-  readonly profile = (request: SipMessage): UasProfile => ({
-    methods: request.to.tag === undefined ? this.allowList().split(', ') : KNOWN_METHODS,
-    extensions: DUM_EXTENSIONS,
-    tuChecksRequire: ['REGISTER'],
-    bodyTypes: ['*/*'],
-  });
+  readonly profile = (request: SipMessage): UasProfile => {
+    // Built once per set of handlers: this runs for every request.
+    this.profiles ??= {
+      outside: { ...DUM_PROFILE, methods: this.allowList().split(', ') },
+      inside: { ...DUM_PROFILE, methods: KNOWN_METHODS },
+    };
+    return request.to.tag === undefined ? this.profiles.outside : this.profiles.inside;
+  };
+
+  /** The two profiles, dropped when a handler is added (the methods outside a dialog change). */
+  private profiles: { outside: UasProfile; inside: UasProfile } | undefined;
 
   /** The UAS core answered a request of ours (405, 415, 420…): said on `stray` like our own answers. */
   refused(request: SipMessage, status: number): void {
