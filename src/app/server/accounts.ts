@@ -1,3 +1,4 @@
+import { parseAuthValue } from '../../message/header-values.js';
 import type { SipMessage } from '../../message/sip-message.js';
 import type { CredentialStore } from '../../tu/dum/credential-store.js';
 import type { DigestAlgorithm } from '../../tu/dum/digest.js';
@@ -42,7 +43,10 @@ export interface DomainAuthenticatorOptions {
 
 /**
  * One digest realm per served domain (an account's realm is its domain): the realm of a request
- * is the domain of its Request-URI for REGISTER (§10.3 step 1), of its From for anything else.
+ * is the domain of its Request-URI for REGISTER (§10.3 step 1), of its From for anything else —
+ * unless its credentials are for another of our realms only: then they are judged there, and the
+ * outcome names the account that authenticated (user and realm), which the registrar and the
+ * intake compare with the AOR acted on (a right password for the wrong account: 403, not 401).
  */
 export class DomainAuthenticators implements RequestAuthenticator {
   private readonly byDomain = new Map<string, DigestAuthenticator>();
@@ -59,7 +63,27 @@ export class DomainAuthenticators implements RequestAuthenticator {
 
   authenticate(request: SipMessage, options?: AuthenticateOptions): Promise<AuthOutcome> {
     const domain = request.method === 'REGISTER' ? request.requestUri.host : request.from.uri.host;
-    const authenticator = this.forDomain(domain) ?? this.byDomain.values().next().value!;
+    let authenticator = this.forDomain(domain);
+    const realms = credentialRealms(request, options?.proxy === true ? 'proxy-authorization' : 'authorization');
+    if (authenticator === undefined || !realms.includes(authenticator.realm)) {
+      // The realm must be ours exactly as challenged: the authenticator compares it as text.
+      authenticator = realms.map((r) => this.byDomain.get(r.toLowerCase())).find((a, i) => a !== undefined && a.realm === realms[i]) ?? authenticator;
+    }
+    authenticator ??= this.byDomain.values().next().value!;
     return authenticator.authenticate(request, options);
   }
+}
+
+/** The realms a request's digest credentials name (unreadable ones skipped). */
+function credentialRealms(request: SipMessage, header: 'authorization' | 'proxy-authorization'): string[] {
+  const realms: string[] = [];
+  for (const text of request.headers(header)) {
+    try {
+      const value = parseAuthValue(text, header);
+      if (value.scheme.toLowerCase() === 'digest' && value.params.realm !== undefined) realms.push(value.params.realm);
+    } catch {
+      // unreadable: the authenticator judges it
+    }
+  }
+  return realms;
 }

@@ -100,7 +100,9 @@ async function authenticate(context: IntakeContext, server: IntakeServer): Promi
     // Every MESSAGE from one of our users is authenticated, and only as themselves (docs/server.md).
     const outcome = await server.users.authenticate(request);
     if (!outcome.ok) return answer(outcome.response);
-    if (`sip:${outcome.username}@${senderDomain}` !== sender) return answer({ status: 403, reason: `${outcome.username} may not send as ${displayAor(sender)}` });
+    // The account is user and realm (its domain): alice of another of our domains is not this alice.
+    const account = `sip:${outcome.username}@${outcome.realm.toLowerCase()}`;
+    if (account !== sender) return answer({ status: 403, reason: `${displayAor(account)} may not send as ${displayAor(sender)}` });
   } else if (!server.config.acceptForeign) {
     return answer({ status: 403, reason: `Senders of ${senderDomain} are not accepted here` });
   }

@@ -19,8 +19,13 @@ export interface RegistrarOptions {
   store: LocationStore;
   /** A `DigestAuthenticator`, or one that picks the realm per request. Without one, nobody is asked for credentials. */
   authenticator?: RequestAuthenticator;
-  /** May `username` register `aor`? Default: the AOR's user is the username. */
-  authorize?: (username: string, aor: string) => boolean | Promise<boolean>;
+  /**
+   * May `username`, authenticated in `realm`, register `aor`? Default: the AOR's user is the
+   * username and, when the realm is one of `domains`, the AOR's host is that realm (RFC 3261
+   * §10.3 step 6: the account is user and domain, so alice of one domain never binds alice of
+   * another); a realm that names no served domain (one realm for all) checks the user only.
+   */
+  authorize?: (username: string, aor: string, realm: string) => boolean | Promise<boolean>;
   /** Default 60 s: shorter (and under an hour, not 0) → 423. */
   minExpires?: number;
   /** Default 86,400 s: longer is lowered to it. */
@@ -120,6 +125,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
       if (unsupported.length > 0) throw new Refused(420, undefined, { Unsupported: unsupported.join(', ') });
       // Step 3: "A registrar SHOULD authenticate the UAC".
       let username: string | undefined;
+      let realm = '';
       const authenticator = this.options.authenticator;
       if (authenticator) {
         const outcome = await authenticator.authenticate(message);
@@ -128,12 +134,13 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
           return;
         }
         username = outcome.username;
+        realm = outcome.realm;
       }
       const to = message.to.uri;
       const aor = canonicalAor(to);
       // Step 4: "…the registrar SHOULD determine if the authenticated user is authorized to modify
       // registrations for this address-of-record".
-      if (username !== undefined && !(await this.mayRegister(username, aor, to))) throw new Refused(403, 'Not Your Address');
+      if (username !== undefined && !(await this.mayRegister(username, realm, aor, to))) throw new Refused(403, 'Not Your Address');
       // Step 5: "If the address-of-record in the To header field… is not valid for the domain in
       // the Request-URI, the registrar MUST send a 404".
       if (!this.serves(to.host)) throw new Refused(404, 'Not Found');
@@ -259,9 +266,10 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
     return binding;
   }
 
-  private async mayRegister(username: string, aor: string, to: SipUri): Promise<boolean> {
-    if (this.options.authorize) return this.options.authorize(username, aor);
-    return to.user === username;
+  private async mayRegister(username: string, realm: string, aor: string, to: SipUri): Promise<boolean> {
+    if (this.options.authorize) return this.options.authorize(username, aor, realm);
+    if (to.user !== username) return false;
+    return !this.serves(realm) || to.host.toLowerCase() === realm.toLowerCase();
   }
 
   private serves(host: string): boolean {
