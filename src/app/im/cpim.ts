@@ -44,6 +44,12 @@ export function parseCpim(body: Buffer): CpimMessage {
   }
   // RFC 3862 §3.2: From, To and DateTime identify the message; From is mandatory.
   if (cpimHeader(headers, 'From') === undefined) throw new CpimError('CPIM_MALFORMED', 'message/cpim: no From header');
+  // One originator (RFC 3862 §4.1), and here one recipient: RFC 3862 §4.2 allows several To for
+  // a message sent to many, but a MESSAGE has one Request-URI, and a second From or To is how a
+  // body would name someone else than what the server checked (the first) to the reader.
+  for (const name of ['From', 'To']) {
+    if (headers.filter(([n]) => n.toLowerCase() === name.toLowerCase()).length > 1) throw new CpimError('CPIM_MALFORMED', `message/cpim: more than one ${name} header`);
+  }
   return { headers, mimeHeaders, contentType: cpimHeader(mimeHeaders, 'Content-Type'), content };
 }
 
