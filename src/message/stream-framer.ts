@@ -26,6 +26,9 @@ export interface FramerLimits extends ParseLimits {
   maxBufferedBytes?: number;
 }
 
+/** A store larger than this is given back once it holds nothing. */
+const KEEP_STORE_BYTES = 65_536;
+
 const PING: FramedItem = Object.freeze({ type: 'ping' });
 const PONG: FramedItem = Object.freeze({ type: 'pong' });
 
@@ -117,6 +120,11 @@ export class StreamFramer {
     this.readStart += total;
     this.head = undefined;
     this.searchFrom = -1;
+    // Nothing left over: a store grown for one large message is not kept for a connection's life.
+    if (this.readStart === this.writeEnd && this.store.length > KEEP_STORE_BYTES) {
+      this.store = Buffer.allocUnsafe(4096);
+      this.readStart = this.writeEnd = 0;
+    }
     items.push({ type: 'message', message });
     return true;
   }
@@ -237,7 +245,10 @@ export class StreamFramer {
     if (this.writeEnd + chunk.length > this.store.length) {
       // Move the unread bytes to the front, growing when they fill more than half.
       const capacity = Math.max(this.store.length, 4096);
-      const next = needed * 2 > capacity ? Buffer.allocUnsafe(Math.max(needed * 2, capacity)) : this.store;
+      // Growth is capped near the buffering limit: a message about to be refused for its size
+      // does not first make the store twice as large.
+      const grown = Math.max(needed, Math.min(needed * 2, this.maxBuffered + 1));
+      const next = needed * 2 > capacity ? Buffer.allocUnsafe(Math.max(grown, capacity)) : this.store;
       this.store.copy(next, 0, this.readStart, this.writeEnd);
       this.store = next;
       this.writeEnd -= this.readStart;

@@ -42,6 +42,14 @@ export abstract class ConnectionTransport<C extends WritableConnection> implemen
     }
   }
 
+  /**
+   * Marks (or unmarks) the connection as a flow a binding lives on: at the connection limit it is
+   * closed only when nothing else can be (docs/transport-layer.md). False when it is not ours.
+   */
+  markFlow(connectionId: number, flow = true): boolean {
+    return this.connections.markFlow(connectionId, flow);
+  }
+
   hasConnection(connectionId: number): boolean {
     return this.connections.get(connectionId)?.isOpen ?? false;
   }

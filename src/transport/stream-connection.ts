@@ -7,6 +7,8 @@ import type { Tuple } from './types.js';
 
 const CRLF = Buffer.from('\r\n', 'latin1');
 const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
+/** How long a connection closed after an error response waits for the peer to close its side. */
+const LINGER_MS = 2_000;
 
 export interface StreamConnectionOptions {
   limits: FramerLimits;
@@ -16,6 +18,8 @@ export interface StreamConnectionOptions {
   /** RFC 5626 §4.4.1 keep-alive on connections we opened; 0 = off. */
   keepAliveIntervalMs: number;
   pongTimeoutMs: number;
+  /** A message begun must be complete within this long, or the connection closes; 0 = never. */
+  partialMessageTimeoutMs: number;
   /** Errors before the connection is up are TLS handshake failures (TLS transports). */
   handshakeErrorsAreTls: boolean;
 }
@@ -57,6 +61,9 @@ export class StreamConnection implements ManagedConnection {
   private failure: TransportError | undefined;
   private pingTimer: TimerHandle | undefined;
   private pongTimer: TimerHandle | undefined;
+  /** Runs while a message is half received (partialMessageTimeoutMs). */
+  private partialTimer: TimerHandle | undefined;
+  private lingerTimer: TimerHandle | undefined;
   /** This flow's keep-alive interval: the transport's default until a TU sets one (RFC 5626 Flow-Timer). */
   private keepAliveMs: number;
 
@@ -93,6 +100,11 @@ export class StreamConnection implements ManagedConnection {
   /** False from the moment a close was asked for: nothing new should be written to it. */
   get isOpen(): boolean {
     return this.state !== 'closed' && this.failure === undefined;
+  }
+
+  /** Bytes held for the message being received. */
+  get bufferedBytes(): number {
+    return this.framer.bufferedBytes;
   }
 
   isIdle(): boolean {
@@ -139,8 +151,11 @@ export class StreamConnection implements ManagedConnection {
   /** Sends what is queued, then closes gently (after a 400 for a broken stream). */
   endAfter(bytes: Buffer | undefined, reason: TransportError): void {
     this.failure ??= reason;
-    if (bytes && this.state === 'open') this.socket.end(bytes);
-    else this.socket.destroy();
+    if (bytes && this.state === 'open') {
+      this.socket.end(bytes);
+      // A peer that never closes its side does not keep the connection (and its slot) for long.
+      this.lingerTimer ??= this.options.clock.setTimer(LINGER_MS, () => this.socket.destroy());
+    } else this.socket.destroy();
   }
 
   private writeNow(write: QueuedWrite): void {
@@ -158,6 +173,7 @@ export class StreamConnection implements ManagedConnection {
   private receive(chunk: Buffer): void {
     this.hooks.onActivity(this);
     const items = this.framer.push(chunk);
+    this.watchPartial(items);
     if (items.length === 0) return;
     if (this.backlogHead === this.backlog.length) {
       this.backlog = items;
@@ -206,6 +222,27 @@ export class StreamConnection implements ManagedConnection {
     }
   }
 
+  /**
+   * The deadline for finishing a message: armed when one begins, restarted when one completes
+   * and the next has begun, cancelled when nothing is half received.
+   */
+  private watchPartial(items: readonly FramedItem[]): void {
+    const limit = this.options.partialMessageTimeoutMs;
+    if (limit <= 0) return;
+    if (!this.framer.partial || this.state === 'closed') {
+      this.partialTimer?.cancel();
+      this.partialTimer = undefined;
+      return;
+    }
+    if (this.partialTimer && !items.some((item) => item.type === 'message')) return;
+    this.partialTimer?.cancel();
+    this.partialTimer = this.options.clock.setTimer(limit, () => {
+      this.partialTimer = undefined;
+      if (this.state === 'closed' || !this.framer.partial) return;
+      this.close(new TransportError('TRANSPORT_TIMEOUT', `a message not finished within ${limit} ms`, this.remote));
+    });
+  }
+
   private peerEnded(): void {
     for (const item of this.framer.end()) this.hooks.onItem(this, item);
     if (this.framer.partial) this.failure ??= new TransportError('TRANSPORT_RESET', 'the peer closed mid-message', this.remote);
@@ -218,6 +255,8 @@ export class StreamConnection implements ManagedConnection {
     this.state = 'closed';
     this.pingTimer?.cancel();
     this.pongTimer?.cancel();
+    this.partialTimer?.cancel();
+    this.lingerTimer?.cancel();
     const error = this.failure ?? (wasConnecting ? new TransportError('TRANSPORT_RESET', 'the connection closed before it was up', this.remote) : undefined);
     const queuedError = error ?? this.closedError();
     for (const write of this.queued.splice(0)) write.reject(queuedError);

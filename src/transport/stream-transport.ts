@@ -1,4 +1,5 @@
 import type { Server, Socket } from 'node:net';
+import { createResponse } from '../message/builder.js';
 import { parseMessage } from '../message/parse-message.js';
 import { SipParseError } from '../message/parse-error.js';
 import type { FramedItem } from '../message/stream-framer.js';
@@ -15,8 +16,18 @@ import type { TransportEvent, TransportProtocol, Tuple } from './types.js';
 
 /** Limits and timers shared by every connection-oriented transport. */
 export interface StreamOptions {
-  /** Default 1024. At the limit the least recently used idle connection is closed. */
+  /**
+   * Default 1024. At the limit one connection is closed to make room: an inbound one that never
+   * carried a complete message first, then the least recently used idle one, flows
+   * (`markFlow`) last; when none can go, the new connection is refused.
+   */
   maxConnections?: number;
+  /** Inbound connections at once from one source address; more are closed at once. Default 64; 0 = no limit. */
+  maxConnectionsPerSource?: number;
+  /** An inbound connection that delivers no complete message within this long is closed. Default 10,000; 0 = never. */
+  firstMessageTimeoutMs?: number;
+  /** A message begun must be complete within this long, or the connection closes. Default 30,000; 0 = never. */
+  partialMessageTimeoutMs?: number;
   /** Default 300,000; 0 = never. */
   idleTimeoutMs?: number;
   /** Default 10,000. */
@@ -45,6 +56,9 @@ export interface StreamTransportOptions extends StreamOptions {
 
 
 const MAX_HEADER_BYTES = 65_536;
+export const DEFAULT_MAX_PER_SOURCE = 64;
+export const DEFAULT_FIRST_MESSAGE_MS = 10_000;
+export const DEFAULT_PARTIAL_MESSAGE_MS = 30_000;
 
 /**
  * What TCP and TLS share (reSIProcate's TCPBaseTransport): a listening server, outgoing
@@ -73,6 +87,8 @@ export abstract class StreamTransport extends ConnectionTransport<StreamConnecti
     this.connections = new ConnectionManager<StreamConnection>({
       maxConnections: options.maxConnections ?? 1024,
       idleTimeoutMs: options.idleTimeoutMs ?? 300_000,
+      maxConnectionsPerSource: options.maxConnectionsPerSource ?? DEFAULT_MAX_PER_SOURCE,
+      firstMessageTimeoutMs: options.firstMessageTimeoutMs ?? DEFAULT_FIRST_MESSAGE_MS,
       clock: this.clock,
     });
     const maxHeaderBytes = Math.min(MAX_HEADER_BYTES, this.maxMessageSize);
@@ -86,6 +102,7 @@ export abstract class StreamTransport extends ConnectionTransport<StreamConnecti
       messagesPerTurn: options.messagesPerTurn ?? 16,
       keepAliveIntervalMs: options.keepAliveIntervalMs ?? 0,
       pongTimeoutMs: options.pongTimeoutMs ?? 10_000,
+      partialMessageTimeoutMs: options.partialMessageTimeoutMs ?? DEFAULT_PARTIAL_MESSAGE_MS,
       handshakeErrorsAreTls,
     };
   }
@@ -123,8 +140,16 @@ export abstract class StreamTransport extends ConnectionTransport<StreamConnecti
       return;
     }
     const remote: Tuple = { protocol: this.protocol, address: unmapIPv4(address), port };
+    const refused = this.connections.refuses(remote.address);
+    if (refused !== undefined) {
+      // Refused before anything is set up for it: the peer sees the connection reset.
+      publish('connection', { transport: this.bound, remote, event: 'refused', reason: refused });
+      socket.on('error', () => undefined);
+      socket.destroy();
+      return;
+    }
     const connection = this.newConnection(socket, remote, false);
-    if (!this.connections.admit(connection)) {
+    if (!this.connections.admit(connection, true)) {
       publish('connection', { transport: this.bound, remote, event: 'refused', reason: 'connection limit' });
       connection.close(new TransportError('TRANSPORT_LIMIT', 'connection limit reached', remote));
     }
@@ -187,6 +212,7 @@ export abstract class StreamTransport extends ConnectionTransport<StreamConnecti
 
   private onItem(connection: StreamConnection, item: FramedItem): void {
     if (item.type === 'message') {
+      this.connections.carried(connection);
       stampReceived(item.message, connection.remote);
       this.sink.push({
         type: 'message',
@@ -201,16 +227,20 @@ export abstract class StreamTransport extends ConnectionTransport<StreamConnecti
     // A broken stream cannot be resynchronised: answer 400 when the head was a request, then close.
     publish('drop', { transport: this.bound, source: connection.remote, reason: `${item.error.code}: ${item.error.message}` });
     connection.endAfter(
-      item.head ? badRequestFor(item.head, item.error) : undefined,
+      item.head ? refusalFor(item.head, item.error) : undefined,
       new TransportError('TRANSPORT_RESET', `framing error: ${item.error.message}`, connection.remote, item.error),
     );
   }
 }
 
-function badRequestFor(head: Buffer, error: SipParseError): Buffer | undefined {
+/** The answer to a request the stream cannot take: 413 for a body over the limit, else 400. */
+function refusalFor(head: Buffer, error: SipParseError): Buffer | undefined {
   try {
     const message = parseMessage(head);
     if (!message.isRequest || message.method === 'ACK') return undefined;
+    if (error.code === 'SIP_BODY_TOO_LARGE') {
+      return createResponse(message, 413, 'Request Entity Too Large', { headers: { Warning: `399 parley "${error.message}"` } }).toBuffer();
+    }
     return badRequest(message, error.message);
   } catch (parseError) {
     if (parseError instanceof SipParseError) return undefined;

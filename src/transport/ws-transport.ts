@@ -12,7 +12,7 @@ import { ConnectionManager, type ManagedConnection } from './connection-manager.
 import { publish } from './diagnostics.js';
 import { badRequest, stampReceived } from './inbound.js';
 import { unmapIPv4 } from './stream-connection.js';
-import type { StreamOptions } from './stream-transport.js';
+import { DEFAULT_FIRST_MESSAGE_MS, DEFAULT_MAX_PER_SOURCE, type StreamOptions } from './stream-transport.js';
 import { IdSequence } from '../util/id-sequence.js';
 import type { TlsOptions } from './tls-transport.js';
 import { TransportError } from './transport-error.js';
@@ -105,6 +105,8 @@ export class WsTransport extends ConnectionTransport<WsConnection> {
     this.connections = new ConnectionManager<WsConnection>({
       maxConnections: options.maxConnections ?? 1024,
       idleTimeoutMs: options.idleTimeoutMs ?? 300_000,
+      maxConnectionsPerSource: options.maxConnectionsPerSource ?? DEFAULT_MAX_PER_SOURCE,
+      firstMessageTimeoutMs: options.firstMessageTimeoutMs ?? DEFAULT_FIRST_MESSAGE_MS,
       clock: this.clock,
     });
     this.wss = new WebSocketServer({
@@ -144,6 +146,13 @@ export class WsTransport extends ConnectionTransport<WsConnection> {
       socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
     }
+    const source = req.socket.remoteAddress;
+    const refused = source === undefined ? undefined : this.connections.refuses(unmapIPv4(source));
+    if (refused !== undefined) {
+      publish('connection', { transport: this.bound, remote: { protocol: this.protocol, address: unmapIPv4(source!), port: req.socket.remotePort ?? 0 }, event: 'refused', reason: refused });
+      socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
     this.wss.handleUpgrade(req, socket, head, (ws, request) => {
       const address = request.socket.remoteAddress;
       const port = request.socket.remotePort;
@@ -153,12 +162,12 @@ export class WsTransport extends ConnectionTransport<WsConnection> {
       }
       const remote: Tuple = { protocol: this.protocol, address: unmapIPv4(address), port };
       const connection = new WsConnection(this.connectionIds.next(), ws, remote, this.bound);
-      this.attach(connection);
+      this.attach(connection, true);
     });
   }
 
-  private attach(connection: WsConnection): boolean {
-    if (!this.connections.admit(connection)) {
+  private attach(connection: WsConnection, inbound = false): boolean {
+    if (!this.connections.admit(connection, inbound)) {
       connection.close(new TransportError('TRANSPORT_LIMIT', 'connection limit reached', connection.remote));
       return false;
     }
@@ -179,6 +188,7 @@ export class WsTransport extends ConnectionTransport<WsConnection> {
         if (message.isRequest && message.method !== 'ACK') void connection.write(badRequest(message, 'Content-Length larger than the frame')).catch(() => undefined);
         return;
       }
+      this.connections.carried(connection);
       stampReceived(message, connection.remote);
       this.sink.push({ type: 'message', message, source: connection.remote, local: this.bound, connectionId: connection.id });
     } catch (error) {
