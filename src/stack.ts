@@ -237,9 +237,11 @@ export class SipStack {
   request(message: SipMessage, options: { target?: Target; nextHop?: SipUri } = {}): ClientRequest {
     if (this.stopping) throw new ParleyError('STACK_STOPPING', 'the stack is stopping');
     ensureBranch(message);
+    const uri = options.nextHop ?? nextHopUri(message);
     const port: OutgoingPort = {
       start: (m, target, user) => {
-        const tx = this.layer.request(m, target, user);
+        // RFC 5922 §7.3: a TLS connection proves the domain of the URI the request is routed by.
+        const tx = this.layer.request(m, withTlsDomain(target, uri), user);
         return {
           cancelled: () => tx instanceof InviteClientTransaction && tx.cancelled(),
           get transmitted() {
@@ -252,7 +254,6 @@ export class SipStack {
       stopping: () => this.stopping,
     };
     if (options.target) return new OutgoingRequest(message, port, { single: options.target });
-    const uri = options.nextHop ?? nextHopUri(message);
     const resolver = this.resolverFor(uri);
     if (!resolver) return new OutgoingRequest(message, port, { single: targetOfUri(uri) });
     return new OutgoingRequest(message, port, {
@@ -270,7 +271,8 @@ export class SipStack {
   async sendStateless(message: SipMessage, target?: Target, nextHop?: SipUri): Promise<Sent> {
     if (message.isRequest) {
       ensureBranch(message);
-      return this.layer.sendStateless(message, target ?? (await this.firstTarget(nextHop ?? nextHopUri(message))));
+      const uri = nextHop ?? nextHopUri(message);
+      return this.layer.sendStateless(message, withTlsDomain(target ?? (await this.firstTarget(uri)), uri));
     }
     if (!target) throw new TransportError('TRANSPORT_BAD_ADDRESS', 'a stateless response needs a target');
     return this.layer.sendStateless(message, target);
@@ -351,6 +353,12 @@ function targetOfUri(uri: SipUri): Target {
         : 'udp';
   const address = unbracket(uri.params.maddr ?? uri.host);
   return { protocol, address, port: uri.port ?? defaultPort(protocol), allowTcpSwitch: param === undefined };
+}
+
+/** A target with the SIP domain its TLS certificate must name (RFC 5922 §7.3): the next-hop URI's host, unless set. */
+function withTlsDomain(target: Target, uri: SipUri): Target {
+  if (target.tlsDomain !== undefined || target.flow !== undefined) return target;
+  return { ...target, tlsDomain: unbracket(uri.host) };
 }
 
 /** RFC 3261 §8.1.2: the first Route's URI (loose routing), else the Request-URI. */

@@ -21,6 +21,12 @@ export interface Target extends Tuple {
    * the device) — and fails with TRANSPORT_FLOW_FAILED when it is gone.
    */
   readonly flow?: number;
+  /**
+   * RFC 5922 §7.3: the SIP domain a TLS server must prove in its certificate — the host of the
+   * URI the request was routed by (first Route or Request-URI), before DNS. The stack sets it;
+   * other transports ignore it.
+   */
+  readonly tlsDomain?: string;
 }
 
 /** A message on the wire: its bytes are kept so a retransmission never serializes again. */
@@ -113,7 +119,7 @@ export class TransportSelector {
         bytes = this.prepare(request, transport);
       }
     }
-    const to: Tuple = { protocol, address: target.address, port: target.port };
+    const to: Tuple = { protocol, address: target.address, port: target.port, ...(target.tlsDomain === undefined ? {} : { tlsDomain: target.tlsDomain }) };
     const connectionId = await transport.send(bytes, to, tid);
     return { bytes, transport, target: to, connectionId, tid };
   }
