@@ -53,10 +53,12 @@ export class RawClient {
   private constructor(
     readonly peer: UdpSipPeer,
     readonly serverPort: number,
+    /** The address it sends from (127.0.0.2 is another source on Linux loopback). */
+    readonly host: string,
   ) {}
 
-  static async open(serverPort: number): Promise<RawClient> {
-    return new RawClient(await UdpSipPeer.bind(HOST), serverPort);
+  static async open(serverPort: number, host = HOST): Promise<RawClient> {
+    return new RawClient(await UdpSipPeer.bind(host), serverPort, host);
   }
 
   get port(): number {
@@ -68,7 +70,7 @@ export class RawClient {
     const callId = spec.callId ?? `trust-${hex()}`;
     const lines = [
       `${spec.method} ${spec.uri} SIP/2.0`,
-      `Via: SIP/2.0/UDP ${HOST}:${this.peer.port};branch=z9hG4bK-${hex()};rport`,
+      `Via: SIP/2.0/UDP ${this.host}:${this.peer.port};branch=z9hG4bK-${hex()};rport`,
       'Max-Forwards: 70',
       `From: <${spec.from}>;tag=${hex(4)}`,
       `To: <${spec.to}>`,
@@ -102,10 +104,16 @@ export class RawClient {
    * (the 401 to the same request without credentials), then answered with nc `nc`.
    */
   async sendAuthenticated(spec: RequestSpec, account: { username: string; realm: string; password: string }): Promise<SipMessage> {
+    return (await this.authenticated(spec, account)).response;
+  }
+
+  /** As sendAuthenticated, also giving the nonce used. */
+  async authenticated(spec: RequestSpec, account: { username: string; realm: string; password: string }): Promise<{ response: SipMessage; nonce: string | undefined }> {
     const first = await this.send(spec);
-    if (first.status !== 401) return first;
+    if (first.status !== 401) return { response: first, nonce: undefined };
     const challenge = challengeOf(first);
-    return this.send({ ...spec, cseq: (spec.cseq ?? 1) + 1 }, { ...account, nonce: challenge.nonce, nc: 1, opaque: challenge.opaque });
+    const response = await this.send({ ...spec, cseq: (spec.cseq ?? 1) + 1 }, { ...account, nonce: challenge.nonce, nc: 1, opaque: challenge.opaque });
+    return { response, nonce: challenge.nonce };
   }
 
   close(): Promise<void> {
@@ -133,5 +141,5 @@ export function authorization(spec: Pick<RequestSpec, 'method' | 'uri'>, c: Cred
 
 /** The Contact (and Expires) lines of a REGISTER from this client. */
 export function contactLines(client: RawClient, user: string, expires = 600): string[] {
-  return [`Contact: <sip:${user}@${HOST}:${client.port}>`, `Expires: ${expires}`];
+  return [`Contact: <sip:${user}@${client.host}:${client.port}>`, `Expires: ${expires}`];
 }

@@ -3,7 +3,18 @@ import type { SipMessage } from '../../message/sip-message.js';
 import type { CredentialStore } from '../../tu/dum/credential-store.js';
 import type { DigestAlgorithm } from '../../tu/dum/digest.js';
 import { digestHa1 } from '../../tu/dum/digest.js';
-import { DigestAuthenticator, type AuthenticateOptions, type AuthOutcome, type RequestAuthenticator } from '../../tu/dum/digest-authenticator.js';
+import {
+  AuthFailureLimiter,
+  DigestAuthenticator,
+  formatSource,
+  type AuthenticateOptions,
+  type AuthFailure,
+  type AuthLimits,
+  type AuthOutcome,
+  type RequestAuthenticator,
+} from '../../tu/dum/digest-authenticator.js';
+import { systemWallClock } from '../../util/wall-clock.js';
+import type { Logger } from '../logger.js';
 import { splitAor, type Aor } from '../store/aor.js';
 import { ACCOUNT_ALGORITHMS, type AccountAlgorithm, type AccountHashes, type AccountStore } from '../store/store.js';
 import type { WallClock } from '../wall-clock.js';
@@ -39,6 +50,14 @@ export interface DomainAuthenticatorOptions {
   clock?: WallClock;
   /** The nonce key; default random per authenticator. */
   secret?: Uint8Array;
+  /** Guessing limits per account and per source, shared by every domain; default DEFAULT_AUTH_LIMITS. */
+  limits?: Partial<AuthLimits>;
+  /** Wrong responses with one nonce before it is retired; default 3. */
+  nonceFailureLimit?: number;
+  /** Live nonces tracked per domain (503 beyond); default 100,000. */
+  maxTrackedNonces?: number;
+  /** Where failures and blocks are written (warn), one stable line each (docs/server.md). */
+  logger?: Pick<Logger, 'warn'>;
 }
 
 /**
@@ -52,9 +71,17 @@ export class DomainAuthenticators implements RequestAuthenticator {
   private readonly byDomain = new Map<string, DigestAuthenticator>();
 
   constructor(domains: readonly string[], credentials: CredentialStore, options: DomainAuthenticatorOptions = {}) {
-    const { secret, clock } = options;
+    const { secret, clock, nonceFailureLimit, maxTrackedNonces, logger } = options;
     const algorithms = options.algorithms === undefined ? undefined : [...options.algorithms];
-    for (const domain of domains) this.byDomain.set(domain.toLowerCase(), new DigestAuthenticator({ realm: domain, credentials, secret, algorithms, clock }));
+    // Lines fail2ban-style tools match (docs/server.md "Authentication limits"); never the password.
+    const limiter = new AuthFailureLimiter(options.limits ?? {}, clock ?? systemWallClock, (kind, key, failures, forMs) =>
+      logger?.warn(`auth blocked ${kind} ${key} for ${Math.ceil(forMs / 1000)} s after ${failures} failures`),
+    );
+    const onFailure = logger === undefined ? undefined : (f: AuthFailure): void =>
+      logger.warn(`auth failure for ${f.username}@${f.realm} from ${formatSource(f.source)} (${f.reason})`);
+    for (const domain of domains) {
+      this.byDomain.set(domain.toLowerCase(), new DigestAuthenticator({ realm: domain, credentials, secret, algorithms, clock, limiter, onFailure, nonceFailureLimit, maxTrackedNonces }));
+    }
   }
 
   forDomain(domain: string): DigestAuthenticator | undefined {

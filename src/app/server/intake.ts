@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { SipMessage } from '../../message/sip-message.js';
+import type { Tuple } from '../../transport/types.js';
 import type { RequestAuthenticator } from '../../tu/dum/digest-authenticator.js';
 import { acceptsType, mediaTypeOf } from '../../tu/dum/media-types.js';
 import type { Answer } from '../../tu/dum/pager.js';
@@ -42,6 +43,8 @@ export interface IntakeServer {
 /** What the steps learn about one MESSAGE, each field set by the step named beside it. */
 export interface IntakeContext {
   readonly request: SipMessage;
+  /** Where it came from (failed authentications are counted and logged per source). */
+  readonly source: Tuple | undefined;
   /** authenticate: the From AOR, and who vouched for it. */
   readonly sender: Aor;
   readonly senderDomain: string;
@@ -98,7 +101,7 @@ async function authenticate(context: IntakeContext, server: IntakeServer): Promi
     peer = outcome.name;
   } else if (ours) {
     // Every MESSAGE from one of our users is authenticated, and only as themselves (docs/server.md).
-    const outcome = await server.users.authenticate(request);
+    const outcome = await server.users.authenticate(request, { source: context.source });
     if (!outcome.ok) return answer(outcome.response);
     // The account is user and realm (its domain): alice of another of our domains is not this alice.
     const account = `sip:${outcome.username}@${outcome.realm.toLowerCase()}`;
@@ -236,8 +239,8 @@ export const INTAKE_STEPS: readonly IntakeStep[] = Object.freeze([
  * awaited: from the quota check to the append nothing else runs, so two requests cannot both
  * take the mailbox's last place.
  */
-export async function runIntake(request: SipMessage, server: IntakeServer, steps: readonly IntakeStep[] = INTAKE_STEPS): Promise<Answer> {
-  let context: IntakeContext = { request, sender: '', senderDomain: '', peer: undefined, path: [], recipient: '', local: false, maxForwards: server.config.maxForwards, contentType: '', messageId: '', notify: false };
+export async function runIntake(request: SipMessage, server: IntakeServer, steps: readonly IntakeStep[] = INTAKE_STEPS, source?: Tuple): Promise<Answer> {
+  let context: IntakeContext = { request, source, sender: '', senderDomain: '', peer: undefined, path: [], recipient: '', local: false, maxForwards: server.config.maxForwards, contentType: '', messageId: '', notify: false };
   for (const step of steps) {
     const pending = step.run(context, server);
     const outcome = pending instanceof Promise ? await pending : pending;

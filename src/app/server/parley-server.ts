@@ -4,6 +4,8 @@ import { randomUUID } from 'node:crypto';
 import { createRequest } from '../../message/builder.js';
 import { SipStack, type SipStackOptions } from '../../stack.js';
 import type { Transport } from '../../transport/types.js';
+import { markFlows } from '../../transport/connection-transport.js';
+import { streamLimitsFor } from '../../transport/stream-transport.js';
 import { formatHostPort } from '../../transport/address.js';
 import type { Target } from '../../transport/transport-selector.js';
 import { DialogUsageManager } from '../../tu/dum/dialog-usage-manager.js';
@@ -86,7 +88,15 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
     this.clock = wallClockOf(stack.clock);
     this.federated = config.peers.length > 0 || config.federationSecret !== undefined || config.discovery !== false;
     this.federation = new Federation(config, dum, stack.timers, logger, config.advertise ?? advertisedUri(stack), () => this.relayingCount());
-    this.authenticators = new DomainAuthenticators(config.domains, new AccountCredentials(store), { algorithms: config.digestAlgorithms, clock: this.clock });
+    this.authenticators = new DomainAuthenticators(config.domains, new AccountCredentials(store), {
+      algorithms: config.digestAlgorithms,
+      clock: this.clock,
+      // docs/server.md "Authentication limits": online guessing is braked and logged.
+      limits: { accountFailures: config.authFailureLimit, sourceFailures: config.authSourceFailureLimit, windowMs: config.authFailureWindowMs, backoffMs: config.authBackoffMs },
+      nonceFailureLimit: config.nonceFailureLimit,
+      maxTrackedNonces: config.maxTrackedNonces,
+      logger,
+    });
     // Bindings are kept in wall-clock time, so that they mean the same after a restart.
     this.registrar = new Registrar(dum, { domains: config.domains, store: new DurableLocations(store, epochOffset(stack.clock)), authenticator: this.authenticators });
     this.delivery = new DeliveryScheduler(store, stack.timers, (message, target) => (target.kind === 'relay' ? this.federation.forward(message) : this.sendToDevice(message, target.binding)), {
@@ -100,6 +110,8 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
       this.logger.info(`${displayAor(aor)}: ${bindings.length} device${bindings.length === 1 ? '' : 's'} registered`);
       // After the registrar's 200 has gone: a device hears that it is registered before it gets mail.
       setImmediate(() => this.delivery.update(aor, bindings));
+      // At the connection limit a flow a binding lives on is the last to be closed (docs/transport-layer.md).
+      markFlows(stack.transports, bindings.map((b) => b.flow?.connectionId));
       this.emit('bindings', aor, bindings.length);
     });
     this.delivery.on('delivered', (message, target, first) => {
@@ -151,7 +163,9 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
     // A MESSAGE handler waits for the group commit, so many run at once: that is what fills a commit.
     const advertise = resolved.advertiseHost;
     const transports = resolved.listen.map((listen) => (advertise !== undefined ? { listen, advertise } : listen));
-    const stack = new SipStack({ tuConcurrency: 4096, ...options.stack, transports, tls });
+    // A stream buffers no more for one message than the largest the server takes (413 above it).
+    const stream = { ...streamLimitsFor(resolved.maxMessageBytes), ...options.stack?.stream };
+    const stack = new SipStack({ tuConcurrency: 4096, ...options.stack, stream, transports, tls });
     // The store stamps times of its own (a cursor's first row) on the same clock as the server.
     const store = options.store ?? openStore(resolved.data, { clock: wallClockOf(stack.clock) });
     try {
@@ -195,7 +209,7 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
 
   /** The steps of src/app/server/intake.ts, in their order; the first answer is sent. */
   private receive(incoming: IncomingMessage): ReturnType<typeof runIntake> {
-    return runIntake(incoming.request, this.intake, INTAKE_STEPS);
+    return runIntake(incoming.request, this.intake, INTAKE_STEPS, incoming.source);
   }
 
   /** Relay couriers (of one domain, or all) try now, whatever their backoff. */

@@ -24,6 +24,18 @@ export interface ServerConfig {
   maxStoredPerUser: number;
   /** Messages waiting for the disk; more → 503 with Retry-After. */
   maxCommitBacklog: number;
+  /** Wrong digest responses for one account (user@domain) within authFailureWindowMs that block it (403 with Retry-After). */
+  authFailureLimit: number;
+  /** Wrong digest responses from one source address within authFailureWindowMs that block it. */
+  authSourceFailureLimit: number;
+  /** The window failures are counted in (ms). */
+  authFailureWindowMs: number;
+  /** How long a blocked account or source is refused (ms). */
+  authBackoffMs: number;
+  /** Wrong responses with one nonce after which it is retired (the next use gets a new challenge). */
+  nonceFailureLimit: number;
+  /** Live nonces tracked per domain (their nc, never evicted while live); when full, 503 with Retry-After. */
+  maxTrackedNonces: number;
   /** Body types taken (a CPIM message's inner type too); others → 415 with Accept. */
   acceptedTypes: string[];
   /** Take MESSAGEs from senders of domains we do not serve, unauthenticated. */
@@ -95,6 +107,12 @@ const defaults: ServerConfig = {
   maxMessageBytes: 65_536,
   maxStoredPerUser: 10_000,
   maxCommitBacklog: 20_000,
+  authFailureLimit: 5,
+  authSourceFailureLimit: 20,
+  authFailureWindowMs: 60_000,
+  authBackoffMs: 60_000,
+  nonceFailureLimit: 3,
+  maxTrackedNonces: 100_000,
   acceptedTypes: ['text/*', 'message/cpim', 'message/imdn+xml', 'application/json'],
   acceptForeign: false,
   digestAlgorithms: ['SHA-512-256', 'SHA-256', 'MD5'],
@@ -146,6 +164,7 @@ export function resolveConfig(base: Partial<ServerConfig> = {}): ServerConfig {
   positive('maxMessageBytes');
   positive('maxStoredPerUser');
   positive('maxCommitBacklog');
+  for (const name of ['authFailureLimit', 'authSourceFailureLimit', 'authFailureWindowMs', 'authBackoffMs', 'nonceFailureLimit', 'maxTrackedNonces'] as const) positive(name);
   positive('deliveryWindow');
   positive('relayWindow');
   if (typeof config.acceptForeign !== 'boolean') throw new ConfigError('CONFIG_INVALID', '"acceptForeign" must be true or false');

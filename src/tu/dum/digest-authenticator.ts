@@ -1,6 +1,8 @@
 import { systemWallClock } from '../../util/wall-clock.js';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
+import { formatHostPort } from '../../transport/address.js';
+import type { Tuple } from '../../transport/types.js';
 import { createResponse } from '../../message/builder.js';
 import { parseAuthValue, type AuthValue } from '../../message/header-values.js';
 import type { SipMessage } from '../../message/sip-message.js';
@@ -31,8 +33,18 @@ export interface DigestAuthenticatorOptions {
   nonceLifetimeSec?: number;
   /** The HMAC key nonces are signed with; default 32 random bytes per instance. */
   secret?: Uint8Array;
-  /** Nonces whose highest nc is remembered (LRU); default 100,000. */
+  /**
+   * Live nonces whose state (highest nc, failures) is remembered; default 100,000. A live nonce's
+   * state is never evicted (RFC 7616 §5.5: forgetting its nc would re-open replay): it goes when
+   * the nonce expires, and while the table is full of live nonces a new one is refused (503).
+   */
   maxTrackedNonces?: number;
+  /** Wrong responses with one nonce after which it is retired (a new challenge); default 3. */
+  nonceFailureLimit?: number;
+  /** Counts failures per account and source and refuses them for a while (403); none by default. */
+  limiter?: AuthFailureLimiter;
+  /** Told of every wrong response (a guess): user, realm, source and why, for logs. */
+  onFailure?: (failure: AuthFailure) => void;
   /** Gives nonces their issued-at time; default wall-clock time, so that servers sharing a
    *  `secret` (or one restarted with it) agree on a nonce's age. */
   clock?: Pick<Clock, 'now'>;
@@ -40,11 +52,114 @@ export interface DigestAuthenticatorOptions {
 
 export type AuthOutcome =
   | { ok: true; username: string; realm: string; algorithm: DigestAlgorithm }
-  | { ok: false; status: 401 | 407 | 400 | 403; response: SipMessage; reason: string };
+  | { ok: false; status: 401 | 407 | 400 | 403 | 503; response: SipMessage; reason: string };
 
 export interface AuthenticateOptions {
   /** Proxy authentication: 407, Proxy-Authenticate, Proxy-Authorization (RFC 3261 §22.3). */
   proxy?: boolean;
+  /** Where the request came from: failures are counted per source address too. */
+  source?: Tuple;
+}
+
+/** A wrong response to a challenge: someone guessed. `reason` is 'wrong password' or 'unknown user'. */
+export interface AuthFailure {
+  username: string;
+  realm: string;
+  source: Tuple | undefined;
+  reason: string;
+}
+
+/** `PROTO:HOST:PORT` of a source, `unknown` without one (the form log lines use). */
+export function formatSource(source: Tuple | undefined): string {
+  return source === undefined ? 'unknown' : `${source.protocol}:${formatHostPort(source.address, source.port)}`;
+}
+
+export interface AuthLimits {
+  /** Failures of one account (user@realm) within `windowMs` that block it; default 5. */
+  accountFailures: number;
+  /** Failures from one source address (any port, any account) within `windowMs` that block it; default 20. */
+  sourceFailures: number;
+  /** Default 60,000 ms. */
+  windowMs: number;
+  /** How long a block lasts; default 60,000 ms. */
+  backoffMs: number;
+  /** Accounts and sources counted at once (LRU); default 100,000. */
+  maxTracked: number;
+}
+
+export const DEFAULT_AUTH_LIMITS: Readonly<AuthLimits> = Object.freeze({ accountFailures: 5, sourceFailures: 20, windowMs: 60_000, backoffMs: 60_000, maxTracked: 100_000 });
+
+interface FailureCount {
+  count: number;
+  since: number;
+  blockedUntil: number;
+}
+
+/**
+ * Online guessing's brake (issue 16): wrong responses are counted per account and per source
+ * address in a window; at the limit the account (or the source) is refused for `backoffMs`, with
+ * 403 and Retry-After, whether its next guess is right or not. A success resets the account.
+ * Shared by the authenticators of several realms, so a source's count spans all of them.
+ */
+export class AuthFailureLimiter {
+  readonly limits: Readonly<AuthLimits>;
+  private readonly accounts: LRUCache<string, FailureCount>;
+  private readonly sources: LRUCache<string, FailureCount>;
+
+  constructor(
+    limits: Partial<AuthLimits>,
+    private readonly clock: Pick<Clock, 'now'>,
+    /** Told when an account or a source becomes blocked (once per block). */
+    private readonly onBlocked?: (kind: 'account' | 'source', key: string, failures: number, forMs: number) => void,
+  ) {
+    this.limits = { ...DEFAULT_AUTH_LIMITS, ...limits };
+    for (const [name, value] of Object.entries(this.limits)) {
+      if (!Number.isInteger(value) || value < 1) throw new DigestError('DIGEST_BAD_CONFIG', `${name} must be a positive integer`);
+    }
+    this.accounts = new LRUCache({ max: this.limits.maxTracked });
+    this.sources = new LRUCache({ max: this.limits.maxTracked });
+  }
+
+  /** Milliseconds the account or the source is still refused, 0 when neither is. */
+  blockedFor(account: string, source: string | undefined): number {
+    const now = this.clock.now();
+    const a = this.accounts.get(account)?.blockedUntil ?? 0;
+    const s = source === undefined ? 0 : (this.sources.get(source)?.blockedUntil ?? 0);
+    return Math.max(0, a - now, s - now);
+  }
+
+  failed(account: string, source: string | undefined): void {
+    this.count(this.accounts, 'account', account, this.limits.accountFailures);
+    if (source !== undefined) this.count(this.sources, 'source', source, this.limits.sourceFailures);
+  }
+
+  succeeded(account: string): void {
+    this.accounts.delete(account);
+  }
+
+  private count(table: LRUCache<string, FailureCount>, kind: 'account' | 'source', key: string, limit: number): void {
+    const now = this.clock.now();
+    let entry = table.get(key);
+    if (!entry || now - entry.since > this.limits.windowMs) entry = { count: 0, since: now, blockedUntil: entry?.blockedUntil ?? 0 };
+    entry.count++;
+    if (entry.count >= limit) {
+      entry.blockedUntil = now + this.limits.backoffMs;
+      this.onBlocked?.(kind, key, entry.count, this.limits.backoffMs);
+      entry.count = 0;
+      entry.since = now;
+    }
+    table.set(key, entry);
+  }
+}
+
+interface NonceState {
+  /** Highest nc accepted, 0 before the first. */
+  highest: number;
+  /** The user it authenticated (its first accepted request). */
+  username: string | undefined;
+  failures: number;
+  /** When the nonce stops being accepted (then its state may go). */
+  expiresAt: number;
 }
 
 /** What checks a request's credentials: a `DigestAuthenticator`, or several behind one (a realm per domain). */
@@ -76,7 +191,9 @@ const REFUSED = 'credentials refused';
 /**
  * The UAS / proxy side of digest authentication (RFC 3261 §22, RFC 7616, RFC 8760). Nonces are
  * self-verifying (an HMAC over their issue time), so challenges keep no state; the only state is
- * the highest nonce count seen per nonce, for replay detection (RFC 7616 §5.5), in a bounded LRU.
+ * per nonce used: the highest nonce count accepted, for replay detection (RFC 7616 §5.5), and its
+ * wrong responses (retired after `nonceFailureLimit`). It lives as long as the nonce and no
+ * longer; it is never evicted by other nonces (a full table refuses new nonces with 503).
  * ACK and CANCEL must not be challenged (RFC 3261 §22.1): callers do not pass them here.
  */
 export class DigestAuthenticator {
@@ -87,7 +204,13 @@ export class DigestAuthenticator {
   private readonly lifetimeMs: number;
   private readonly secret: Buffer;
   private readonly clock: Pick<Clock, 'now'>;
-  private readonly counts: LRUCache<string, number>;
+  /** Live nonces' state: never evicted while the nonce is live (see maxTrackedNonces). */
+  private readonly nonces = new Map<string, NonceState>();
+  private readonly maxTracked: number;
+  private readonly nonceFailureLimit: number;
+  private readonly limiter: AuthFailureLimiter | undefined;
+  private readonly onFailure: ((failure: AuthFailure) => void) | undefined;
+  private lastSweep = -Infinity;
   private readonly opaque: string;
 
   constructor(options: DigestAuthenticatorOptions) {
@@ -119,7 +242,12 @@ export class DigestAuthenticator {
     this.secret = Buffer.from(options.secret ?? randomBytes(32));
     // Milliseconds since the epoch: nonce ages must mean the same in every process.
     this.clock = options.clock ?? systemWallClock;
-    this.counts = new LRUCache<string, number>({ max: tracked });
+    this.maxTracked = tracked;
+    const nonceFailures = options.nonceFailureLimit ?? 3;
+    if (!Number.isInteger(nonceFailures) || nonceFailures < 1) throw new DigestError('DIGEST_BAD_CONFIG', 'nonceFailureLimit must be a positive integer');
+    this.nonceFailureLimit = nonceFailures;
+    this.limiter = options.limiter;
+    this.onFailure = options.onFailure;
     // The opaque is echoed by clients (RFC 7616 §3.3) but proves nothing here — the nonce carries
     // the MAC — so one value per instance and realm will do.
     this.opaque = this.mac(Buffer.from('opaque', 'utf8')).subarray(0, 12).toString('base64url');
@@ -148,7 +276,7 @@ export class DigestAuthenticator {
 
     let best: Refusal | undefined;
     for (const value of ours) {
-      const verdict = await this.check(request, value);
+      const verdict = await this.check(request, value, options.source);
       if (verdict.kind === 'ok') {
         return { ok: true, username: verdict.username, realm: this.realm, algorithm: verdict.algorithm };
       }
@@ -157,6 +285,12 @@ export class DigestAuthenticator {
     const verdict = best!;
     if (verdict.kind === 'bad') {
       return { ok: false, status: 400, response: createResponse(request, 400), reason: verdict.reason };
+    }
+    if (verdict.kind === 'blocked' || verdict.kind === 'busy') {
+      const status = verdict.kind === 'blocked' ? 403 : 503;
+      const phrase = verdict.kind === 'blocked' ? 'Too Many Failed Attempts' : 'Too Many Live Nonces';
+      const response = createResponse(request, status, phrase, { headers: { 'Retry-After': String(Math.max(1, Math.ceil(verdict.retryAfterMs / 1000))) } });
+      return { ok: false, status, response, reason: verdict.reason };
     }
     return this.refuse(request, options, verdict.reason, verdict.kind === 'stale');
   }
@@ -196,7 +330,7 @@ export class DigestAuthenticator {
   }
 
   /** One credential, judged in an order that tells an attacker nothing before the response is checked. */
-  private async check(request: SipMessage, credential: AuthValue): Promise<Verdict> {
+  private async check(request: SipMessage, credential: AuthValue, source: Tuple | undefined): Promise<Verdict> {
     const p = credential.params;
     const { username, nonce, uri, response } = p;
     // RFC 7616 §3.4: "If a parameter or its value is improper, or required parameters are
@@ -225,6 +359,18 @@ export class DigestAuthenticator {
     const issuedMs = this.verifyNonce(nonce);
     if (issuedMs === undefined) return { kind: 'refused', reason: 'invalid nonce' };
 
+    // Guessing: a retired nonce gets a new challenge; a blocked account or source is refused
+    // before its response is looked at, so a right guess then tells nothing. A nonce that already
+    // authenticated this very user (a device's refresh) is not held back by a block.
+    const state = this.nonces.get(nonce);
+    if (state && state.failures >= this.nonceFailureLimit) return { kind: 'refused', reason: 'nonce retired' };
+    const account = `${username}@${this.realm}`;
+    const from = source?.address;
+    if (this.limiter && state?.username !== username) {
+      const left = this.limiter.blockedFor(account, from);
+      if (left > 0) return { kind: 'blocked', reason: 'too many failed attempts', retryAfterMs: left };
+    }
+
     const stored = await this.credentials.lookup(username, this.realm, algorithm);
     const family = digestHashAlgorithm(algorithm);
     // An unknown user gets the same work and the same answer as a wrong password, so neither the
@@ -241,7 +387,10 @@ export class DigestAuthenticator {
       cnonce,
       body: request.body,
     });
-    if (!sameText(expected, response.toLowerCase()) || stored === undefined) return { kind: 'refused', reason: REFUSED };
+    if (!sameText(expected, response.toLowerCase()) || stored === undefined) {
+      this.failed(nonce, issuedMs, state, account, source, { username, realm: this.realm, source, reason: stored === undefined ? 'unknown user' : 'wrong password' });
+      return { kind: 'refused', reason: REFUSED };
+    }
 
     // RFC 7616 §3.3 "stale": the response was right, only the nonce has aged. A stamp ahead of
     // our clock (another process sharing the secret) is treated the same: a new nonce fixes both.
@@ -250,10 +399,40 @@ export class DigestAuthenticator {
 
     // RFC 7616 §5.5 / §3.4 "nc": a count seen before (or lower) is a replay. Only accepted
     // requests move the count, so a forged one cannot burn counts of the real client.
-    const highest = this.counts.get(nonce);
-    if (highest !== undefined && count <= highest) return { kind: 'refused', reason: 'nonce count replayed' };
-    this.counts.set(nonce, count);
+    if (state && count <= state.highest) return { kind: 'refused', reason: 'nonce count replayed' };
+    if (state) {
+      state.highest = count;
+      state.username ??= username;
+    } else {
+      if (!this.room()) return { kind: 'busy', reason: 'nonce table full', retryAfterMs: 1000 };
+      this.nonces.set(nonce, { highest: count, username, failures: 0, expiresAt: issuedMs + this.lifetimeMs });
+    }
+    this.limiter?.succeeded(account);
     return { kind: 'ok', username, algorithm };
+  }
+
+  /** Live nonces tracked now (their nc and failures). */
+  get trackedNonces(): number {
+    return this.nonces.size;
+  }
+
+  /** A wrong response: counted for the nonce (retired at the limit), the account and the source. */
+  private failed(nonce: string, issuedMs: number, state: NonceState | undefined, account: string, source: Tuple | undefined, failure: AuthFailure): void {
+    if (state) state.failures++;
+    else if (this.room()) this.nonces.set(nonce, { highest: 0, username: undefined, failures: 1, expiresAt: issuedMs + this.lifetimeMs });
+    this.limiter?.failed(account, source?.address);
+    this.onFailure?.(failure);
+  }
+
+  /** Whether a new nonce's state fits: expired ones are swept (at most once a second) when full. */
+  private room(): boolean {
+    if (this.nonces.size < this.maxTracked) return true;
+    const now = this.clock.now();
+    if (now - this.lastSweep >= 1000) {
+      this.lastSweep = now;
+      for (const [nonce, state] of this.nonces) if (state.expiresAt < now) this.nonces.delete(nonce);
+    }
+    return this.nonces.size < this.maxTracked;
   }
 
   private issueNonce(): string {
@@ -281,11 +460,11 @@ export class DigestAuthenticator {
   }
 }
 
-type Refusal = { kind: 'stale' | 'bad' | 'refused'; reason: string };
+type Refusal = { kind: 'stale' | 'bad' | 'refused'; reason: string } | { kind: 'blocked' | 'busy'; reason: string; retryAfterMs: number };
 type Verdict = { kind: 'ok'; username: string; algorithm: DigestAlgorithm } | Refusal;
 
 /** Which refusal to report when several credentials for our realm all fail. */
-const RANK: Record<Refusal['kind'], number> = { stale: 0, bad: 1, refused: 2 };
+const RANK: Record<Refusal['kind'], number> = { blocked: 0, busy: 1, stale: 2, bad: 3, refused: 4 };
 
 function bad(reason: string): Refusal {
   return { kind: 'bad', reason };

@@ -128,7 +128,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
       let realm = '';
       const authenticator = this.options.authenticator;
       if (authenticator) {
-        const outcome = await authenticator.authenticate(message);
+        const outcome = await authenticator.authenticate(message, { source: request.source });
         if (!outcome.ok) {
           request.send(outcome.response);
           return;
