@@ -19,12 +19,26 @@ export type FramedItem =
    * headers when they were complete (a bad Content-Length, a body over the limit), so a 400 can
    * still be sent for a request.
    */
-  | { readonly type: 'error'; readonly error: SipParseError; readonly head?: Buffer };
+  | { readonly type: 'error'; readonly error: SipParseError; readonly head?: Buffer }
+  /**
+   * With `skipOversizedBodies`: a message whose Content-Length is over `maxBodyBytes` (up to
+   * MAX_SKIPPED_BODY_BYTES). Its head is here for the answer (413); its body is read past, never
+   * buffered, and the stream goes on with the next message.
+   */
+  | { readonly type: 'refused'; readonly error: SipParseError; readonly head: Buffer };
 
 export interface FramerLimits extends ParseLimits {
   /** Bytes held for one unfinished message. Default: maxHeaderBytes + maxBodyBytes. */
   maxBufferedBytes?: number;
+  /**
+   * A body over maxBodyBytes (with a Content-Length up to MAX_SKIPPED_BODY_BYTES) is a `refused`
+   * item and is skipped, instead of an `error` that ends the stream. Default false.
+   */
+  skipOversizedBodies?: boolean;
 }
+
+/** The largest oversized body a framer skips (skipOversizedBodies); a larger Content-Length is an error. */
+export const MAX_SKIPPED_BODY_BYTES = 16 * 1_048_576;
 
 /** A store larger than this is given back once it holds nothing. */
 const KEEP_STORE_BYTES = 65_536;
@@ -58,15 +72,19 @@ export class StreamFramer {
   private loneCrlfReported = false;
   /** The complete head of the message being refused, for the error item. */
   private failedHead: Buffer | undefined;
+  private readonly skipOversized: boolean;
+  /** Body bytes of a refused message still to be read past. */
+  private skipping = 0;
 
   constructor(limits?: FramerLimits) {
     this.limits = resolveLimits(limits);
     this.maxBuffered = limits?.maxBufferedBytes ?? this.limits.maxHeaderBytes + this.limits.maxBodyBytes;
+    this.skipOversized = limits?.skipOversizedBodies ?? false;
   }
 
   /** Bytes of an unfinished message are buffered. */
   get partial(): boolean {
-    return !this.closed && this.writeEnd > this.readStart;
+    return !this.closed && (this.writeEnd > this.readStart || this.skipping > 0);
   }
 
   get bufferedBytes(): number {
@@ -109,9 +127,16 @@ export class StreamFramer {
   /** Makes one unit of progress; false when more bytes are needed. */
   private step(items: FramedItem[]): boolean {
     const available = this.writeEnd - this.readStart;
+    if (this.skipping > 0) {
+      if (available === 0) return false;
+      const n = Math.min(available, this.skipping);
+      this.readStart += n;
+      this.skipping -= n;
+      return true;
+    }
     if (available === 0) return this.flushPong(items);
     if (this.searchFrom < 0) return this.betweenMessages(items);
-    if (!this.head) return this.findHeadEnd();
+    if (!this.head) return this.findHeadEnd(items);
     const total = this.head.bodyStart + this.bodyLength;
     if (available < total) return false;
     // Copy the message out: the store is reused, and a message must not pin a large buffer.
@@ -165,7 +190,7 @@ export class StreamFramer {
     return false;
   }
 
-  private findHeadEnd(): boolean {
+  private findHeadEnd(items: FramedItem[]): boolean {
     const s = this.store;
     const base = this.readStart;
     const end = this.writeEnd;
@@ -192,7 +217,7 @@ export class StreamFramer {
         if (s[next + 1] === LF) headEnd = next + 2;
       }
       if (headEnd !== -1) {
-        this.startMessage(headEnd - base);
+        this.startMessage(headEnd - base, items);
         return true;
       }
       if (!isWsp(c) && ++this.lines > this.limits.maxHeaderCount + 1) {
@@ -207,16 +232,29 @@ export class StreamFramer {
   }
 
   /** The head is complete: scan it once and learn how long the body is. */
-  private startMessage(headLength: number): void {
+  private startMessage(headLength: number, items: FramedItem[]): void {
     const view = this.store.subarray(this.readStart, this.readStart + headLength);
     const head = scanHead(view, this.limits);
+    let length: number | undefined;
     try {
-      this.bodyLength = this.contentLength(view, head);
+      length = this.contentLength(view, head);
+      if (length > this.limits.maxBodyBytes) {
+        throw new SipParseError('SIP_BODY_TOO_LARGE', `body over ${this.limits.maxBodyBytes} bytes`, 'content-length');
+      }
     } catch (error) {
+      if (error instanceof SipParseError && error.code === 'SIP_BODY_TOO_LARGE' && this.skipOversized && length !== undefined && length <= MAX_SKIPPED_BODY_BYTES) {
+        // Refused, not broken: read past the body and go on with the next message.
+        items.push({ type: 'refused', error, head: Buffer.from(view) });
+        this.readStart += headLength;
+        this.skipping = length;
+        this.searchFrom = -1;
+        return;
+      }
       // The head was whole: keep it so the connection can still answer a request with 400.
       this.failedHead = Buffer.from(view);
       throw error;
     }
+    this.bodyLength = length;
     this.head = head;
   }
 
@@ -234,9 +272,6 @@ export class StreamFramer {
       length = value;
     }
     if (length === undefined) throw new SipParseError('SIP_BAD_CONTENT_LENGTH', 'no Content-Length on a stream', 'content-length');
-    if (length > this.limits.maxBodyBytes) {
-      throw new SipParseError('SIP_BODY_TOO_LARGE', `body over ${this.limits.maxBodyBytes} bytes`, 'content-length');
-    }
     return length;
   }
 

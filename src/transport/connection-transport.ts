@@ -3,6 +3,18 @@ import type { ConnectionManager, ManagedConnection } from './connection-manager.
 import { TransportError } from './transport-error.js';
 import type { Transport, TransportEvent, TransportProtocol, Tuple } from './types.js';
 
+/**
+ * Marks each connection a binding was registered over as a flow (`ConnectionTransport.markFlow`)
+ * on whichever of `transports` holds it: at the connection limit those go last. For a registrar's
+ * "bindings changed" event: `markFlows(stack.transports, bindings.map((b) => b.flow?.connectionId))`.
+ */
+export function markFlows(transports: readonly Transport[], connectionIds: Iterable<number | undefined>): void {
+  for (const id of connectionIds) {
+    if (id === undefined) continue;
+    for (const transport of transports) if (transport instanceof ConnectionTransport && transport.markFlow(id)) break;
+  }
+}
+
 /** A connection that can carry SIP messages. */
 export interface WritableConnection extends ManagedConnection {
   readonly isOpen: boolean;

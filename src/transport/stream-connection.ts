@@ -234,7 +234,7 @@ export class StreamConnection implements ManagedConnection {
       this.partialTimer = undefined;
       return;
     }
-    if (this.partialTimer && !items.some((item) => item.type === 'message')) return;
+    if (this.partialTimer && !items.some((item) => item.type === 'message' || item.type === 'refused')) return;
     this.partialTimer?.cancel();
     this.partialTimer = this.options.clock.setTimer(limit, () => {
       this.partialTimer = undefined;

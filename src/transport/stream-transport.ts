@@ -59,6 +59,18 @@ const MAX_HEADER_BYTES = 65_536;
 export const DEFAULT_MAX_PER_SOURCE = 64;
 export const DEFAULT_FIRST_MESSAGE_MS = 10_000;
 export const DEFAULT_PARTIAL_MESSAGE_MS = 30_000;
+/** What a server allows for the start line and headers on top of its largest body. */
+export const HEADER_ALLOWANCE_BYTES = MAX_HEADER_BYTES;
+
+/**
+ * Stream limits for a server that takes bodies up to `maxBodyBytes`: a larger body is refused by
+ * the framer (413, then the connection closes) instead of being buffered, and no connection holds
+ * more than `maxBodyBytes + HEADER_ALLOWANCE_BYTES` for an unfinished message.
+ */
+export function streamLimitsFor(maxBodyBytes: number): Pick<StreamOptions, 'maxMessageSize' | 'maxBufferedBytes'> {
+  const size = maxBodyBytes + HEADER_ALLOWANCE_BYTES;
+  return { maxMessageSize: size, maxBufferedBytes: size };
+}
 
 /**
  * What TCP and TLS share (reSIProcate's TCPBaseTransport): a listening server, outgoing
@@ -97,6 +109,8 @@ export abstract class StreamTransport extends ConnectionTransport<StreamConnecti
         maxHeaderBytes,
         maxBodyBytes: Math.max(0, this.maxMessageSize - maxHeaderBytes),
         maxBufferedBytes: options.maxBufferedBytes ?? this.maxMessageSize,
+        // A body over the limit is answered 413 and read past, never buffered: the stream goes on.
+        skipOversizedBodies: true,
       },
       clock: this.clock,
       messagesPerTurn: options.messagesPerTurn ?? 16,
@@ -223,6 +237,12 @@ export abstract class StreamTransport extends ConnectionTransport<StreamConnecti
       });
       return;
     }
+    if (item.type === 'refused') {
+      publish('drop', { transport: this.bound, source: connection.remote, reason: `${item.error.code}: ${item.error.message}` });
+      const answer = refusalFor(item.head, item.error);
+      if (answer) void connection.write(answer).catch(() => undefined);
+      return;
+    }
     if (item.type !== 'error') return;
     // A broken stream cannot be resynchronised: answer 400 when the head was a request, then close.
     publish('drop', { transport: this.bound, source: connection.remote, reason: `${item.error.code}: ${item.error.message}` });
@@ -233,7 +253,7 @@ export abstract class StreamTransport extends ConnectionTransport<StreamConnecti
   }
 }
 
-/** The answer to a request the stream cannot take: 413 for a body over the limit, else 400. */
+/** The answer to a request the stream cannot take: 413 for a body over the limit, else 400 (none for ACK or a response). */
 function refusalFor(head: Buffer, error: SipParseError): Buffer | undefined {
   try {
     const message = parseMessage(head);
