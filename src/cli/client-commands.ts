@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { ClientError, ParleyClient, type ChatMessage, type ClientOptions } from '../app/client/parley-client.js';
 import { parseArguments, positiveInteger, type FlagKind } from './arguments.js';
@@ -6,8 +7,8 @@ import { readPassword } from './password.js';
 type Print = (line: string) => void;
 
 const DEFAULT_SERVER = 'sip:127.0.0.1:5060;transport=tcp';
-const CLIENT_FLAGS: Record<string, FlagKind> = { server: 'string', user: 'string', password: 'string', state: 'string' };
-const CLIENT_USAGE = '--user USER@DOMAIN [--server SIP-URI] [--password P] [--state DIR]';
+const CLIENT_FLAGS: Record<string, FlagKind> = { server: 'string', user: 'string', password: 'string', state: 'string', ca: 'list', 'ca-only': 'boolean' };
+const CLIENT_USAGE = '--user USER@DOMAIN [--server SIP-URI] [--password P] [--state DIR] [--ca FILE]... [--ca-only]';
 
 /** The flags every client command shares, checked; the password asked for when not given. */
 async function clientOptions(
@@ -22,6 +23,20 @@ async function clientOptions(
     err(typeof parsed === 'string' ? `${parsed}\n${usage}` : usage);
     return 2;
   }
+  const caFiles = parsed.lists.get('ca') ?? [];
+  if (parsed.booleans.has('ca-only') && caFiles.length === 0) {
+    err(`parley ${command}: --ca-only needs --ca FILE\n${usage}`);
+    return 2;
+  }
+  const ca: Buffer[] = [];
+  for (const file of caFiles) {
+    try {
+      ca.push(readFileSync(file));
+    } catch (error) {
+      err(`parley ${command}: cannot read --ca ${file}: ${(error as Error).message}`);
+      return 2;
+    }
+  }
   const user = parsed.strings.get('user')!;
   const password = await readPassword(parsed.strings.get('password'), `password for ${user}: `);
   if (password === undefined) {
@@ -31,6 +46,10 @@ async function clientOptions(
   const options: ClientOptions = { server: parsed.strings.get('server') ?? DEFAULT_SERVER, user, password };
   const state = parsed.strings.get('state');
   if (state !== undefined) options.stateDir = state;
+  if (ca.length > 0) {
+    options.ca = ca;
+    options.systemCa = !parsed.booleans.has('ca-only');
+  }
   return { options, parsed };
 }
 
@@ -47,6 +66,9 @@ function describe(error: unknown): string {
   if (error instanceof ClientError) {
     if (error.code === 'CLIENT_AUTH_FAILED') return `authentication failed (${error.message}): check the user and password`;
     if (error.code === 'CLIENT_UNREACHABLE') return `cannot reach the server (${error.message})`;
+    if (error.code === 'CLIENT_TLS') {
+      return `TLS with the server failed (${error.message}): its certificate must chain to a trusted CA (--ca FILE for a private one) and name the --server host`;
+    }
     return error.message;
   }
   return error instanceof Error ? error.message : String(error);

@@ -21,7 +21,8 @@ import { DeviceState } from './device-state.js';
  * Why a client could not do what it was asked. Codes: `CLIENT_AUTH_FAILED` (401/403: the
  * password or the address is wrong), `CLIENT_UNREACHABLE` (no answer from the server),
  * `CLIENT_SEND_FAILED` (a final non-2xx; `status` says which), `CLIENT_BAD_ADDRESS`,
- * `CLIENT_CLOSED`.
+ * `CLIENT_CLOSED`, `CLIENT_TLS` (the TLS handshake with the server failed: its certificate is not
+ * trusted or does not name the server).
  */
 export class ClientError extends ParleyError {
   constructor(
@@ -34,8 +35,19 @@ export class ClientError extends ParleyError {
 }
 
 export interface ClientOptions {
-  /** The home server, a SIP URI: `sip:127.0.0.1:5060;transport=tcp`. */
+  /**
+   * The home server, a SIP URI: `sip:127.0.0.1:5060;transport=tcp`; `sips:HOST[:PORT]` or
+   * `;transport=tls` for TLS, where the server's certificate must chain to a trusted CA and name
+   * HOST (RFC 5922: a `sip:HOST` URI or DNS subjectAltName, or an IP subjectAltName for an IP).
+   */
   server: string;
+  /**
+   * Trust anchors (PEM) for a TLS server: a private CA. Trusted in addition to Node's built-in
+   * root certificates unless `systemCa` is false.
+   */
+  ca?: string | Buffer | ReadonlyArray<string | Buffer>;
+  /** With `ca`: false trusts `ca` only. Default true. */
+  systemCa?: boolean;
   /** `alice@example.com`. */
   user: string;
   password: string;
@@ -121,10 +133,17 @@ export class ParleyClient extends EventEmitter<ClientEvents> {
     const { user, domain } = splitAor(aor);
     const stateDir = options.stateDir ?? join(process.env.PARLEY_HOME ?? join(homedir(), '.parley'), displayAor(aor));
     const state = DeviceState.open(stateDir, options.device ?? 'default');
-    const transport = (server.transport ?? 'udp').toLowerCase();
+    const transport = (server.transport ?? (server.scheme === 'sips' ? 'tls' : 'udp')).toLowerCase();
     const host = localHostFor(server.host);
     const port = await freePort(host);
-    const stack = new SipStack({ ...options.stack, transports: [`udp:${host}:${port}`, `tcp:${host}:${port}`] });
+    // Over TLS the client sends on TLS only (never a sips: request in the clear); the server
+    // reaches it back on the flow it opened (RFC 5626), so its listener needs no certificate.
+    const stack = new SipStack({
+      ...options.stack,
+      ...(transport === 'tls'
+        ? { transports: [`tls:${host}:${port}`], tls: { ...options.stack?.tls, ...trustOf(options), rejectUnauthorized: true } }
+        : { transports: [`udp:${host}:${port}`, `tcp:${host}:${port}`] }),
+    });
     await stack.start();
     const dum = new DialogUsageManager(stack, {
       aor,
@@ -222,6 +241,9 @@ export class ParleyClient extends EventEmitter<ClientEvents> {
       const response = await this.dum.sendMessage({ to: recipient, body, contentType: 'message/cpim' });
       const status = response.status ?? 500;
       if (status >= 200 && status < 300) return { messageId, status, reason: response.reason ?? '' };
+      // A certificate that was not trusted will not be on a retry.
+      const tls = tlsFailure(response);
+      if (tls !== undefined) throw new ClientError('CLIENT_TLS', tls, status);
       if (attempt < SEND_ATTEMPTS && RESEND_STATUSES.has(status) && !this.closed) {
         await new Promise<void>((resolve) => this.stack.timers.schedule(1000 * attempt, resolve));
         continue;
@@ -286,9 +308,26 @@ export class ParleyClient extends EventEmitter<ClientEvents> {
   }
 }
 
+/** The trust a TLS client stack gets from the client options. */
+function trustOf(options: ClientOptions): { ca?: Array<string | Buffer>; systemCa?: boolean } {
+  if (options.ca === undefined) return {};
+  const ca = typeof options.ca === 'string' || Buffer.isBuffer(options.ca) ? [options.ca] : [...options.ca];
+  return { ca, systemCa: options.systemCa ?? true };
+}
+
+/** When a locally made 503 says the TLS handshake failed: its Warning text. */
+function tlsFailure(response: { status?: number | undefined; header(name: string): string | undefined } | undefined): string | undefined {
+  if (response?.status !== 503) return undefined;
+  const warning = response.header('warning');
+  const text = warning === undefined ? undefined : /^399 parley "transport failure: (.*)"$/.exec(warning)?.[1];
+  return text !== undefined && /certificate|tls|ssl|handshake|RFC 5922/i.test(text) ? text : undefined;
+}
+
 function asClientError(error: unknown, what: string): ClientError {
   if (error instanceof DumError) {
     const status = error.response?.status;
+    const tls = tlsFailure(error.response);
+    if (tls !== undefined) return new ClientError('CLIENT_TLS', `${what} failed: ${tls}`, status);
     if (status === 401 || status === 407 || status === 403) return new ClientError('CLIENT_AUTH_FAILED', `${what} refused: ${status} ${error.response?.reason ?? ''}`.trim(), status);
     if (status === undefined || status === 408 || status === 503) return new ClientError('CLIENT_UNREACHABLE', `${what} failed: ${status === undefined ? 'no answer' : `${status} ${error.response?.reason ?? ''}`}`.trim(), status);
     return new ClientError('CLIENT_SEND_FAILED', `${what} failed: ${status} ${error.response?.reason ?? ''}`.trim(), status);
