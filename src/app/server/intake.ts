@@ -23,13 +23,16 @@ import type { ServerConfig } from './server-config.js';
 /** What the steps need of the server; a test gives its own. */
 export interface IntakeServer {
   readonly config: Readonly<
-    Pick<ServerConfig, 'acceptForeign' | 'maxForwards' | 'maxMessageBytes' | 'acceptedTypes' | 'maxStoredPerUser' | 'maxCommitBacklog'>
+    Pick<ServerConfig, 'acceptForeign' | 'maxForwards' | 'maxMessageBytes' | 'acceptedTypes' | 'maxStoredPerUser' | 'maxCommitBacklog'> &
+      Partial<Pick<ServerConfig, 'maxStoredPerSender' | 'maxStoredBytesPerUser'>>
   >;
   /** The domains we are home to. */
   readonly domains: ReadonlySet<string>;
   /** Peers, a network secret or discovery: MESSAGEs from other domains must come from a server. */
   readonly federated: boolean;
-  readonly store: Pick<AccountStore, 'account'> & Pick<MessageLog, 'append' | 'stored' | 'commitBacklog'>;
+  readonly store: Pick<AccountStore, 'account'> & Pick<MessageLog, 'append' | 'stored' | 'commitBacklog' | 'mailbox'>;
+  /** The disk floor (minFreeDiskBytes): true while the data directory's file system is too full. */
+  readonly diskLow?: () => boolean;
   /** Digest for our users, a realm per domain. */
   readonly users: RequestAuthenticator;
   readonly federation: Pick<Federation, 'hasPeerCredentials' | 'authenticatePeer' | 'accepts'>;
@@ -198,9 +201,21 @@ function dedupe(context: IntakeContext): StepOutcome {
   return next({ ...context, messageId });
 }
 
-/** 7. Room for it: the recipient's mailbox (`480` with Retry-After), the disk's backlog (`503`). */
+/**
+ * 7. Room for it: the recipient's mailbox — its count, the sender's share of it, its bytes
+ * (`480` with Retry-After) — then the disk: its free-space floor and the commit backlog (`503`).
+ */
 function quota(context: IntakeContext, server: IntakeServer): StepOutcome {
-  if (server.store.stored(context.recipient) >= server.config.maxStoredPerUser) return answer({ status: 480, reason: 'Mailbox full', headers: { 'Retry-After': '60' } });
+  const { config } = server;
+  if (server.store.stored(context.recipient) >= config.maxStoredPerUser) return answer({ status: 480, reason: 'Mailbox full', headers: { 'Retry-After': '60' } });
+  const usage = server.store.mailbox?.(context.recipient, context.sender);
+  if (usage !== undefined) {
+    if (config.maxStoredPerSender !== undefined && usage.fromSender >= config.maxStoredPerSender)
+      return answer({ status: 480, reason: 'Mailbox full for this sender', headers: { 'Retry-After': '60' } });
+    if (config.maxStoredBytesPerUser !== undefined && usage.bytes + context.request.body.length > config.maxStoredBytesPerUser)
+      return answer({ status: 480, reason: 'Mailbox full', headers: { 'Retry-After': '60' } });
+  }
+  if (server.diskLow?.() === true) return answer({ status: 503, reason: 'Disk nearly full', headers: { 'Retry-After': '60' } });
   if (server.store.commitBacklog >= server.config.maxCommitBacklog) return answer({ status: 503, reason: 'Store busy', headers: { 'Retry-After': '1' } });
   return next(context);
 }

@@ -19,6 +19,7 @@ import { cpimHeader, formatCpim, parseCpim } from '../im/cpim.js';
 import { formatDeliveryNotification, IMDN_CONTENT_TYPE } from '../im/imdn.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { displayAor, splitAor, type Aor } from '../store/aor.js';
+import { DiskFloor } from '../store/disk-space.js';
 import { openStore } from '../store/open-store.js';
 import type { Store, StoredMessage } from '../store/store.js';
 import { epochOffset, wallClockOf, type WallClock } from '../wall-clock.js';
@@ -137,6 +138,8 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
       federation: this.federation,
       clock: this.clock,
       logger,
+      // docs/server.md "minFreeDiskBytes": 503 before the data directory's disk is full.
+      diskLow: diskFloorOf(config, this.clock),
       took: (message, local) => {
         this.emit('stored', message);
         if (local) this.delivery.kick(message.recipient);
@@ -329,6 +332,13 @@ function flowTarget(binding: StoredBinding): Target | undefined {
   if (binding.regId !== undefined && flow.connectionId !== undefined) return { ...tuple, flow: flow.connectionId };
   if (binding.regId !== undefined || flow.protocol === 'udp') return tuple;
   return undefined;
+}
+
+/** The disk floor of a data directory (none in memory, or with minFreeDiskBytes 0). */
+function diskFloorOf(config: ServerConfig, clock: WallClock): (() => boolean) | undefined {
+  if (config.minFreeDiskBytes === 0 || config.data === ':memory:') return undefined;
+  const floor = new DiskFloor({ path: config.data, minFreeBytes: config.minFreeDiskBytes, clock });
+  return () => floor.low();
 }
 
 /** A courier target for people: the device, or the relay. */

@@ -24,6 +24,12 @@ export interface ServerConfig {
   maxStoredPerUser: number;
   /** Messages waiting for the disk; more → 503 with Retry-After. */
   maxCommitBacklog: number;
+  /** Messages one sender may have kept in one mailbox; more → 480 with Retry-After. Default maxStoredPerUser / 10 (at least 1). */
+  maxStoredPerSender: number;
+  /** Body bytes kept for one user; a MESSAGE that would go over → 480 with Retry-After. */
+  maxStoredBytesPerUser: number;
+  /** Free bytes the data directory's file system must keep: below, new MESSAGEs get 503 with Retry-After (0: no floor). */
+  minFreeDiskBytes: number;
   /** Wrong digest responses for one account (user@domain) within authFailureWindowMs that block it (403 with Retry-After). */
   authFailureLimit: number;
   /** Wrong digest responses from one source address within authFailureWindowMs that block it. */
@@ -107,6 +113,9 @@ const defaults: ServerConfig = {
   maxMessageBytes: 65_536,
   maxStoredPerUser: 10_000,
   maxCommitBacklog: 20_000,
+  maxStoredPerSender: 1000,
+  maxStoredBytesPerUser: 104_857_600,
+  minFreeDiskBytes: 268_435_456,
   authFailureLimit: 5,
   authSourceFailureLimit: 20,
   authFailureWindowMs: 60_000,
@@ -137,6 +146,8 @@ const DOMAIN = /^[a-z0-9.-]+$|^\[[0-9a-f:.]+\]$/;
 export function resolveConfig(base: Partial<ServerConfig> = {}): ServerConfig {
   for (const key of Object.keys(base)) if (!KEYS.has(key)) throw new ConfigError('CONFIG_INVALID', `unknown configuration field "${key}"`);
   const config: ServerConfig = { ...DEFAULT_CONFIG, ...stripUndefined(base) } as ServerConfig;
+  // The per-sender share follows a mailbox size given without one.
+  if (base.maxStoredPerSender === undefined && typeof config.maxStoredPerUser === 'number') config.maxStoredPerSender = Math.max(1, Math.floor(config.maxStoredPerUser / 10));
   const list = (name: 'domains' | 'listen' | 'acceptedTypes'): void => {
     const value = config[name] as unknown;
     if (!Array.isArray(value) || value.length === 0 || !value.every((v) => typeof v === 'string' && v.length > 0))
@@ -164,6 +175,9 @@ export function resolveConfig(base: Partial<ServerConfig> = {}): ServerConfig {
   positive('maxMessageBytes');
   positive('maxStoredPerUser');
   positive('maxCommitBacklog');
+  positive('maxStoredPerSender');
+  positive('maxStoredBytesPerUser');
+  if (typeof config.minFreeDiskBytes !== 'number' || !Number.isInteger(config.minFreeDiskBytes) || config.minFreeDiskBytes < 0) throw new ConfigError('CONFIG_INVALID', '"minFreeDiskBytes" must be an integer >= 0');
   for (const name of ['authFailureLimit', 'authSourceFailureLimit', 'authFailureWindowMs', 'authBackoffMs', 'nonceFailureLimit', 'maxTrackedNonces'] as const) positive(name);
   positive('deliveryWindow');
   positive('relayWindow');

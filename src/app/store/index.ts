@@ -9,6 +9,7 @@ export {
   type AccountStore,
   type AppendResult,
   type DeviceCursor,
+  type MailboxUsage,
   type LocationStore as ServerLocationStore,
   type MessageLog,
   type NewMessage,

@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import type { StoredBinding } from '../../tu/dum/location-store.js';
 import { systemWallClock, type WallClock } from '../wall-clock.js';
 import type { Aor } from './aor.js';
-import type { Account, AccountHashes, AppendResult, DeviceCursor, NewMessage, Store, StoredMessage } from './store.js';
+import type { Account, AccountHashes, AppendResult, DeviceCursor, MailboxUsage, NewMessage, Store, StoredMessage } from './store.js';
 import { StoreError } from './store-error.js';
 
 export interface SqliteStoreOptions {
@@ -95,6 +95,8 @@ export class SqliteStore implements Store {
   private lazyCommit: NodeJS.Timeout | undefined;
   /** Messages kept per recipient, counted once then kept up to date (the mailbox quota). */
   private storedCounts = new Map<string, number>();
+  /** Bytes and per-sender counts of each recipient's kept messages, read once then kept up to date. */
+  private usage = new Map<string, { bytes: number; bySender: Map<string, number> }>();
   private flushWaiters: Array<{ resolve: () => void; reject: (error: unknown) => void }> = [];
   private closed = false;
   /** close() has begun: nothing new is taken, what is queued is committed. */
@@ -137,6 +139,7 @@ export class SqliteStore implements Store {
       account: this.db.prepare<[string], { aor: string; hashes: string; created_at: number }>('SELECT * FROM accounts WHERE aor = ?'),
       recipients: this.db.prepare<[], { recipient: string }>('SELECT DISTINCT recipient FROM messages'),
       countStored: this.db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM messages WHERE recipient = ?'),
+      usage: this.db.prepare<[string], { sender: string; n: number; bytes: number }>('SELECT sender, count(*) AS n, coalesce(sum(length(body)), 0) AS bytes FROM messages WHERE recipient = ? GROUP BY sender'),
     };
   }
 
@@ -163,6 +166,7 @@ export class SqliteStore implements Store {
   removeAccount(aor: Aor): boolean {
     this.ensureOpen();
     this.storedCounts.delete(aor);
+    this.usage.delete(aor);
     return this.db.transaction(() => {
       const removed = this.db.prepare('DELETE FROM accounts WHERE aor = ?').run(aor).changes > 0;
       this.db.prepare('DELETE FROM bindings WHERE aor = ?').run(aor);
@@ -316,6 +320,31 @@ export class SqliteStore implements Store {
     return this.statements.countAfter.get(recipient, low)!.n + queued;
   }
 
+  /**
+   * The mailbox quotas' view (issue 16): messages kept for the recipient, their body bytes, and
+   * those from `sender`, queued appends included. Read once per recipient, then kept up to date.
+   */
+  mailbox(recipient: Aor, sender: Aor): MailboxUsage {
+    this.ensureOpen();
+    let usage = this.usage.get(recipient);
+    if (usage === undefined) {
+      usage = { bytes: 0, bySender: new Map() };
+      for (const row of this.statements.usage.all(recipient)) {
+        usage.bytes += row.bytes;
+        usage.bySender.set(row.sender, row.n);
+      }
+      this.usage.set(recipient, usage);
+    }
+    let bytes = usage.bytes;
+    let fromSender = usage.bySender.get(sender) ?? 0;
+    for (const append of this.appends) {
+      if (append.message.recipient !== recipient) continue;
+      bytes += append.message.body.length;
+      if (append.message.sender === sender) fromSender++;
+    }
+    return { messages: this.stored(recipient), bytes, fromSender };
+  }
+
   /** Every recipient with a message kept (after a restart: the foreign ones are relayed again). */
   recipients(): Aor[] {
     this.ensureOpen();
@@ -333,6 +362,7 @@ export class SqliteStore implements Store {
     if (this.acks.size > 0 || this.deliveredAt.size > 0) this.commit();
     const cutoff = now - retentionMs;
     this.storedCounts.clear();
+    this.usage.clear();
     return this.db.transaction(() => {
       this.db.prepare('DELETE FROM devices WHERE last_seen < ?').run(cutoff);
       return this.db
@@ -429,6 +459,11 @@ export class SqliteStore implements Store {
         this.stats.messages++;
         const count = this.storedCounts.get(append.message.recipient);
         if (count !== undefined) this.storedCounts.set(append.message.recipient, count + 1);
+        const usage = this.usage.get(append.message.recipient);
+        if (usage !== undefined) {
+          usage.bytes += append.message.body.length;
+          usage.bySender.set(append.message.sender, (usage.bySender.get(append.message.sender) ?? 0) + 1);
+        }
       }
       append.resolve(results[i]!);
     });

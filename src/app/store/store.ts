@@ -100,6 +100,12 @@ export interface MessageLog {
   after(recipient: Aor, afterId: number, limit: number): StoredMessage[];
   /** Messages kept for the recipient, appends waiting for the disk included (the mailbox quota). */
   stored(recipient: Aor): number;
+  /**
+   * The recipient's mailbox as the quotas see it, appends waiting for the disk included: messages
+   * kept, their body bytes, and how many of them came from `sender` (issue 16: one sender's share).
+   * Optional: a store without it is held to the message count only.
+   */
+  mailbox?(recipient: Aor, sender: Aor): MailboxUsage;
   /** The highest id the device acknowledged (0 for a device never seen). */
   cursor(recipient: Aor, device: string): number;
   /** The device is registered now (a new one starts at cursor 0); `now` defaults to the store's clock. */
@@ -113,6 +119,12 @@ export interface MessageLog {
   recipients(): Aor[];
   /** Deletes what every device acknowledged, and what is older than `retentionMs` before `now` (wall-clock ms); returns how many messages. */
   purge(now: number, retentionMs: number): number;
+}
+
+export interface MailboxUsage {
+  messages: number;
+  bytes: number;
+  fromSender: number;
 }
 
 /** Everything the Parley server must not lose, behind one object. */
