@@ -73,7 +73,7 @@ export class DomainAuthenticators implements RequestAuthenticator {
   constructor(domains: readonly string[], credentials: CredentialStore, options: DomainAuthenticatorOptions = {}) {
     const { secret, clock, nonceFailureLimit, maxTrackedNonces, logger } = options;
     const algorithms = options.algorithms === undefined ? undefined : [...options.algorithms];
-    // Lines fail2ban-style tools match (docs/server.md "Authentication limits"); never the password.
+    // Lines fail2ban-style tools match (docs/server.md, ServerConfig); never the password.
     const limiter = new AuthFailureLimiter(options.limits ?? {}, clock ?? systemWallClock, (kind, key, failures, forMs) =>
       logger?.warn(`auth blocked ${kind} ${key} for ${Math.ceil(forMs / 1000)} s after ${failures} failures`),
     );

@@ -92,7 +92,7 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
     this.authenticators = new DomainAuthenticators(config.domains, new AccountCredentials(store), {
       algorithms: config.digestAlgorithms,
       clock: this.clock,
-      // docs/server.md "Authentication limits": online guessing is braked and logged.
+      // docs/server.md (ServerConfig, auth*): online guessing is braked and logged.
       limits: { accountFailures: config.authFailureLimit, sourceFailures: config.authSourceFailureLimit, windowMs: config.authFailureWindowMs, backoffMs: config.authBackoffMs },
       nonceFailureLimit: config.nonceFailureLimit,
       maxTrackedNonces: config.maxTrackedNonces,
@@ -138,7 +138,7 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
       federation: this.federation,
       clock: this.clock,
       logger,
-      // docs/server.md "minFreeDiskBytes": 503 before the data directory's disk is full.
+      // docs/server.md (ServerConfig, minFreeDiskBytes): 503 before the data directory's disk is full.
       diskLow: diskFloorOf(config, this.clock),
       took: (message, local) => {
         this.emit('stored', message);
