@@ -129,4 +129,21 @@ describe('ParleyServer stream buffer limit (issue 16)', function () {
     expect(conn.data()).to.match(/^SIP\/2\.0 (401|407) /);
     expect(conn.isClosed()).to.equal(false);
   });
+
+  it('the server config sets the connection limits: maxConnectionsPerSource 2 refuses a third; a negative value is CONFIG_INVALID', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'parley-stream-limits-'));
+    await ParleyServer.start({ domains: ['localhost'], listen: ['tcp:127.0.0.1:0'], data: dir, maxConnectionsPerSource: -1 }, { logger: silent }).then(
+      () => expect.fail('started with maxConnectionsPerSource -1'),
+      (error: { code?: string }) => expect(error.code).to.equal('CONFIG_INVALID'),
+    );
+    server = await ParleyServer.start({ domains: ['localhost'], listen: ['tcp:127.0.0.1:0'], data: dir, maxConnectionsPerSource: 2, firstMessageTimeoutMs: 0 }, { logger: silent });
+    const tcp = server.transports[0] as StreamTransport;
+    const conns = [await raw(tcp.local.port), await raw(tcp.local.port)];
+    sockets.push(...conns.map((c) => c.socket));
+    await until(() => tcp.connections.size === 2, 'two admitted');
+    const third = await raw(tcp.local.port);
+    sockets.push(third.socket);
+    await within(third.closed, 'the third closed at once');
+    expect(conns.some((c) => c.isClosed())).to.equal(false);
+  });
 });

@@ -167,7 +167,14 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
     const advertise = resolved.advertiseHost;
     const transports = resolved.listen.map((listen) => (advertise !== undefined ? { listen, advertise } : listen));
     // A stream buffers no more for one message than the largest the server takes (413 above it).
-    const stream = { ...streamLimitsFor(resolved.maxMessageBytes), ...options.stack?.stream };
+    const stream = {
+      ...streamLimitsFor(resolved.maxMessageBytes),
+      maxConnections: resolved.maxConnections,
+      maxConnectionsPerSource: resolved.maxConnectionsPerSource,
+      firstMessageTimeoutMs: resolved.firstMessageTimeoutMs,
+      partialMessageTimeoutMs: resolved.partialMessageTimeoutMs,
+      ...options.stack?.stream,
+    };
     const stack = new SipStack({ tuConcurrency: 4096, ...options.stack, stream, transports, tls });
     // The store stamps times of its own (a cursor's first row) on the same clock as the server.
     const store = options.store ?? openStore(resolved.data, { clock: wallClockOf(stack.clock) });

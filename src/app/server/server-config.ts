@@ -24,6 +24,14 @@ export interface ServerConfig {
   maxStoredPerUser: number;
   /** Messages waiting for the disk; more → 503 with Retry-After. */
   maxCommitBacklog: number;
+  /** Stream (TCP/TLS/WS) connections per listener; at the limit one is closed to make room (docs/transport-layer.md). */
+  maxConnections: number;
+  /** Inbound stream connections from one IP address; more are closed at once (0: no limit). */
+  maxConnectionsPerSource: number;
+  /** An inbound stream connection with no complete SIP message within this long is closed (ms; 0: never). */
+  firstMessageTimeoutMs: number;
+  /** A SIP message begun on a stream must be complete within this long, or the connection closes (ms; 0: never). */
+  partialMessageTimeoutMs: number;
   /** Messages one sender may have kept in one mailbox; more → 480 with Retry-After. Default maxStoredPerUser / 10 (at least 1). */
   maxStoredPerSender: number;
   /** Body bytes kept for one user; a MESSAGE that would go over → 480 with Retry-After. */
@@ -113,6 +121,10 @@ const defaults: ServerConfig = {
   maxMessageBytes: 65_536,
   maxStoredPerUser: 10_000,
   maxCommitBacklog: 20_000,
+  maxConnections: 1024,
+  maxConnectionsPerSource: 64,
+  firstMessageTimeoutMs: 10_000,
+  partialMessageTimeoutMs: 30_000,
   maxStoredPerSender: 1000,
   maxStoredBytesPerUser: 104_857_600,
   minFreeDiskBytes: 268_435_456,
@@ -175,6 +187,11 @@ export function resolveConfig(base: Partial<ServerConfig> = {}): ServerConfig {
   positive('maxMessageBytes');
   positive('maxStoredPerUser');
   positive('maxCommitBacklog');
+  positive('maxConnections');
+  for (const name of ['maxConnectionsPerSource', 'firstMessageTimeoutMs', 'partialMessageTimeoutMs'] as const) {
+    const value = config[name];
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) throw new ConfigError('CONFIG_INVALID', `"${name}" must be a non-negative integer`);
+  }
   positive('maxStoredPerSender');
   positive('maxStoredBytesPerUser');
   if (typeof config.minFreeDiskBytes !== 'number' || !Number.isInteger(config.minFreeDiskBytes) || config.minFreeDiskBytes < 0) throw new ConfigError('CONFIG_INVALID', '"minFreeDiskBytes" must be an integer >= 0');
