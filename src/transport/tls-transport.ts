@@ -66,7 +66,7 @@ export class TlsTransport extends StreamTransport {
     return server;
   }
 
-  override async send(bytes: Buffer, target: Tuple, tid?: string): Promise<number | undefined> {
+  override send(bytes: Buffer, target: Tuple, tid?: string): Promise<number | undefined> {
     const identity = this.identityFor(target);
     const tuple: Tuple = { protocol: target.protocol, address: target.address, port: target.port };
     if (identity !== undefined) {
@@ -75,12 +75,11 @@ export class TlsTransport extends StreamTransport {
       // not used unless its certificate names this domain too; a new connection is opened.
       if (found?.isOpen && !this.mayCarry(found, identity)) return this.sendOnNew(bytes, tuple, identity, tid);
     }
+    // super.send finds or opens the connection synchronously, before its first await.
     this.connectingFor = identity;
-    try {
-      return await super.send(bytes, tuple, tid);
-    } finally {
-      this.connectingFor = undefined;
-    }
+    const sent = super.send(bytes, tuple, tid);
+    this.connectingFor = undefined;
+    return sent;
   }
 
   protected override connect(target: Tuple): StreamConnection {
