@@ -6,7 +6,7 @@ import { parseArguments, positiveInteger, type ParsedArguments } from './argumen
 
 const USAGE =
   'usage: parley server [--config FILE] [--domain D]... [--listen PROTO:HOST:PORT]... [--advertise-host HOST[:PORT]] [--data DIR]\n' +
-  '                     [--retention-days N] [--max-message-bytes N] [--accept-foreign] [--cert FILE --key FILE]\n' +
+  '                     [--retention-days N] [--max-message-bytes N] [--accept-foreign] [--cert FILE --key FILE [--ca FILE]... [--ca-only]]\n' +
   '                     [--digest-algorithms ALG[,ALG]...]   (MD5, SHA-256, SHA-512-256; offered in that order)\n' +
   '                     [--peer DOMAIN=URI]... [--secret S] [--ping-interval MS] [--ping-misses N] [--route DOMAIN=PEER]...\n' +
   '                     [--dns-fallback] [--advertise URI] [--discover] [--discover-group ADDR:PORT] [--discover-interface IP]';
@@ -25,6 +25,8 @@ export function serverConfigFromArgs(args: string[]): ServerConfig | string {
     'digest-algorithms': 'string',
     cert: 'string',
     key: 'string',
+    ca: 'list',
+    'ca-only': 'boolean',
     peer: 'list',
     secret: 'string',
     'ping-interval': 'string',
@@ -56,7 +58,12 @@ export function serverConfigFromArgs(args: string[]): ServerConfig | string {
     const cert = parsed.strings.get('cert');
     const key = parsed.strings.get('key');
     if ((cert === undefined) !== (key === undefined)) return `--cert and --key go together\n${USAGE}`;
-    if (cert !== undefined && key !== undefined) config.tls = { cert, key };
+    if (cert !== undefined && key !== undefined) config.tls = { ...config.tls, cert, key };
+    const ca = parsed.lists.get('ca');
+    if ((ca !== undefined || parsed.booleans.has('ca-only')) && config.tls === undefined) return `--ca and --ca-only need --cert and --key (a tls: listener)\n${USAGE}`;
+    if (parsed.booleans.has('ca-only') && ca === undefined && config.tls?.ca === undefined) return `--ca-only needs --ca FILE\n${USAGE}`;
+    if (ca !== undefined) config.tls = { ...config.tls!, ca };
+    if (parsed.booleans.has('ca-only')) config.tls = { ...config.tls!, caOnly: true };
     const federation = federationFlags(parsed, config);
     if (federation !== undefined) return `${federation}\n${USAGE}`;
     return resolveConfig(config);

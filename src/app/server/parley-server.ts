@@ -162,7 +162,13 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
   static async start(config: Partial<ServerConfig> = {}, options: ParleyServerOptions = {}): Promise<ParleyServer> {
     const resolved = resolveConfig(config);
     const logger = options.logger ?? silentLogger;
-    const tls = resolved.tls ? { cert: readFileSync(resolved.tls.cert), key: readFileSync(resolved.tls.key) } : undefined;
+    const tls = resolved.tls
+      ? {
+          cert: readFileSync(resolved.tls.cert),
+          key: readFileSync(resolved.tls.key),
+          ...(resolved.tls.ca ? { ca: resolved.tls.ca.map((file) => readFileSync(file)), systemCa: resolved.tls.caOnly !== true } : {}),
+        }
+      : undefined;
     // A MESSAGE handler waits for the group commit, so many run at once: that is what fills a commit.
     const advertise = resolved.advertiseHost;
     const transports = resolved.listen.map((listen) => (advertise !== undefined ? { listen, advertise } : listen));

@@ -14,8 +14,12 @@ export interface ServerConfig {
   listen: string[];
   /** The data directory (database `parley.db` inside); `':memory:'` keeps nothing (tests). */
   data: string;
-  /** PEM files for `tls:` listeners. */
-  tls?: { cert: string; key: string };
+  /**
+   * PEM files for `tls:` listeners; `ca`: PEM files of CAs trusted for the servers this one
+   * connects to over TLS (RFC 5922: their certificate must name the SIP domain), in addition to
+   * Node's built-in roots, or instead of them with `caOnly`.
+   */
+  tls?: { cert: string; key: string; ca?: string[]; caOnly?: boolean };
   /** A message is dropped this many days after it was stored, acknowledged or not. */
   retentionDays: number;
   /** A larger MESSAGE body is refused with 413. */
@@ -206,6 +210,10 @@ export function resolveConfig(base: Partial<ServerConfig> = {}): ServerConfig {
   checkFederation(config);
   if (config.tls !== undefined && (typeof config.tls.cert !== 'string' || typeof config.tls.key !== 'string'))
     throw new ConfigError('CONFIG_INVALID', '"tls" must be { "cert": FILE, "key": FILE }');
+  if (config.tls?.ca !== undefined && (!Array.isArray(config.tls.ca) || config.tls.ca.length === 0 || config.tls.ca.some((f) => typeof f !== 'string')))
+    throw new ConfigError('CONFIG_INVALID', '"tls.ca" must be a list of PEM files');
+  if (config.tls?.caOnly !== undefined && (typeof config.tls.caOnly !== 'boolean' || config.tls.ca === undefined))
+    throw new ConfigError('CONFIG_INVALID', '"tls.caOnly" must be true or false, with "tls.ca"');
   return config;
 }
 
