@@ -931,7 +931,7 @@ describe('Federation between Parley servers (docs/federation.md)', function () {
       expect(storedFor(b, 'bob@b.example'), 'stored for bob').to.have.length(1);
     });
 
-    it("a peer URI where another server answers (NOTIFY from b.example for the link to x.example): that link is refused; the real neighbour links as itself", async () => {
+    it("a peer URI where another server answers (challenged in realm peers@b.example for the link to x.example): no credentials go out, the link is refused", async () => {
       const b = await startServer('b.example');
       const a = await startServer('a.example');
       const links = linkEvents(a, 'x.example');
@@ -940,13 +940,14 @@ describe('Federation between Parley servers (docs/federation.md)', function () {
       expect(links.find((s) => s !== 'connecting'), "A's link to x.example").to.equal('refused');
       expect(links, 'never up').to.not.include('up');
       expect(routeText(a, 'x.example'), 'no route to x.example').to.equal('none');
-      // B took A's SUBSCRIBE (the network's secret) and linked back as b.example.
-      await converge({ 'a.example': a, 'b.example': b }, { 'a.example → b.example': 'b.example [b.example]', 'b.example → a.example': 'a.example [a.example]' }, 'A and B linked under their real names');
+      // Issue 16: A's secrets are bound to their realms (peers@x.example here): B's realm gets no answer.
+      const toB = wireOut.filter((o) => o.message.isRequest && serverPorts.get(o.tuple.port) === 'b.example' && o.message.method === 'SUBSCRIBE');
+      expect(toB.length, 'SUBSCRIBEs to B').to.be.greaterThan(0);
+      expect(toB.filter((o) => o.message.hasHeader('authorization')).length, 'SUBSCRIBEs to B with credentials').to.equal(0);
+      await drain();
+      expect(routeText(b, 'a.example'), 'B never linked back').to.equal('none');
       const neighbours = a.federation.view().neighbours.map((n) => [n.name, n.state, n.origin]);
-      expect(neighbours, "A's neighbours").to.deep.equal([
-        ['b.example', 'up', 'inbound'],
-        ['x.example', 'refused', 'config'],
-      ]);
+      expect(neighbours, "A's neighbours").to.deep.equal([['x.example', 'refused', 'config']]);
     });
   });
 

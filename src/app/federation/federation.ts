@@ -92,11 +92,12 @@ export class Federation extends EventEmitter<FederationEvents> {
   ) {
     super();
     this.name = config.domains[0]!;
-    this.table = new RouteTable(this.name, config.domains, config.routes);
-    this.configured = new Map(config.peers.map((p) => [p.domain, p]));
+    this.configured = new Map(config.peers.map((p) => [p.domain.toLowerCase(), { ...p, domain: p.domain.toLowerCase() }]));
+    this.table = new RouteTable(this.name, config.domains, config.routes, (neighbour) => this.configured.has(neighbour));
     this.authenticator = new DigestAuthenticator({ realm: realmOf(this.name), credentials: new PeerCredentials(this), clock: { now: () => timers.now() } });
-    // A neighbour that is not configured answers with the network's secret (any realm of ours to come).
-    if (config.federationSecret !== undefined) dum.digest.setCredential({ username: this.name, password: config.federationSecret });
+    // No credential for "any realm" (issue 16): each link's secret is bound to that neighbour's
+    // realm and to where its requests go (bindCredential), so a server challenging with another
+    // realm, or with a neighbour's realm from elsewhere, gets nothing to crack or replay.
   }
 
   /** Serves `parley-routes`, links to the configured peers, and starts discovery. */
@@ -123,16 +124,20 @@ export class Federation extends EventEmitter<FederationEvents> {
   addPeer(peer: PeerConfig, origin: LinkOrigin = 'config'): void {
     const name = peer.domain.toLowerCase();
     if (this.stopped || this.table.isLocal(name)) return;
-    if (origin === 'config') this.configured.set(name, { ...peer, domain: name });
+    if (origin === 'config') {
+      const before = this.configured.has(name);
+      this.configured.set(name, { ...peer, domain: name });
+      if (!before) this.changed(this.table.reconsider());
+    }
     const secret = this.secretFor(name);
     if (secret === undefined) {
       this.logger.warn(`link ${name}: no secret for it (configure one, or set federationSecret)`);
       return;
     }
-    // Our credentials for its realm: the link's secret (RFC 7616: the realm names the protection space).
-    this.dum.digest.setCredential({ username: this.name, password: secret, realm: realmOf(name) });
     const existing = this.links.get(name);
     if (existing) {
+      if (origin === 'config' && existing.origin !== 'config') existing.uri = peer.uri;
+      this.bindCredential(existing);
       if (existing.state !== 'up' && existing.state !== 'connecting') existing.connect();
       return;
     }
@@ -142,8 +147,12 @@ export class Federation extends EventEmitter<FederationEvents> {
       retryMs: this.config.linkRetryMs,
     });
     this.links.set(name, link);
+    this.bindCredential(link);
     link.on('state', (state, detail) => this.onLinkState(link, state, detail));
-    link.on('routes', (document) => this.changed(this.table.learn(name, document.full, document.routes)));
+    link.on('routes', (document) => {
+      this.bindCredential(link); // the dialog's remote target, or a new URI, is known now
+      this.changed(this.table.learn(name, document.full, document.routes));
+    });
     this.logger.info(`link ${name}: connecting to ${peer.uri} (${origin})`);
     link.connect();
   }
@@ -167,7 +176,34 @@ export class Federation extends EventEmitter<FederationEvents> {
     if (!outcome.ok) return { ok: false, response: outcome.response };
     const name = outcome.username.toLowerCase();
     if (this.table.isLocal(name)) return { ok: false, response: createResponse(request, 403, `${name} is served here`) };
+    // A relayed MESSAGE: a foreign sender only from the path to its home (issue 16).
+    if (request.method === 'MESSAGE') {
+      let senderDomain: string | undefined;
+      try {
+        senderDomain = request.from.uri.host.toLowerCase();
+      } catch {
+        senderDomain = undefined; // the intake refuses an unreadable From
+      }
+      const refusal = senderDomain !== undefined && !this.table.isLocal(senderDomain) ? this.senderCheck(name, senderDomain) : undefined;
+      if (refusal) return { ok: false, response: createResponse(request, refusal.status, refusal.reason, refusal.headers ? { headers: refusal.headers } : undefined) };
+    }
     return { ok: true, name };
+  }
+
+  /**
+   * May neighbour `peer` hand us a message from a sender in `senderDomain` (issue 16)? Its own
+   * domain, a domain it routes to (it is on the path from that sender's home), or a domain no one
+   * here knows of; a known domain it does not route: 403.
+   * While its link is not up here its routes are unknown: 480 with Retry-After (it tries again).
+   */
+  senderCheck(peer: string, senderDomain: string): { status: number; reason: string; headers?: Record<string, string> } | undefined {
+    const domain = senderDomain.toLowerCase();
+    if (domain === peer) return undefined;
+    // A domain no one here routes (nor ever did) is nobody's to protect: taken (docs/federation.md).
+    if (this.table.candidates(domain).length === 0 && !this.table.isKnown(domain)) return undefined;
+    if (!this.table.neighbours.includes(peer)) return { status: 480, reason: `No routes from ${peer} yet`, headers: { 'Retry-After': '5' } };
+    if (this.table.candidates(domain).some((r) => r.nextHop === peer && !r.static)) return undefined;
+    return { status: 403, reason: `${peer} is not on the path from ${domain}` };
   }
 
   /** A request carries credentials for our peers realm (a server, not a user, is speaking). */
@@ -324,6 +360,16 @@ export class Federation extends EventEmitter<FederationEvents> {
     return { server: this.name, boot: this.boot, uri: this.uri };
   }
 
+  /**
+   * Our credentials for a neighbour's realm `peers@NAME`: the link's secret (RFC 7616: the realm
+   * names the protection space), offered only to requests to that link's destinations.
+   */
+  private bindCredential(link: PeerLink): void {
+    const secret = this.secretFor(link.name);
+    if (secret === undefined) return;
+    this.dum.digest.setCredential({ username: this.name, password: secret, realm: realmOf(link.name), destinations: link.destinations() });
+  }
+
   /** The secret of the link with `name`: its own, else the network's. */
   secretFor(name: string): string | undefined {
     return this.configured.get(name)?.secret ?? this.config.federationSecret;
@@ -347,6 +393,11 @@ export class Federation extends EventEmitter<FederationEvents> {
     });
     // RFC 3261 §16.6 item 3: one less than it came with.
     request.setHeader('Max-Forwards', String(Math.max(0, (message.maxForwards ?? 70) - 1)));
+    // By DNS (no link): the network's secret, for the domain's own realm at the domain only.
+    if (nextHop === undefined && this.config.federationSecret !== undefined) {
+      const domain = splitAor(message.recipient).domain;
+      if (!this.links.has(domain)) this.dum.digest.setCredential({ username: this.name, password: this.config.federationSecret, realm: realmOf(domain), destinations: [domain] });
+    }
     // Credentials up front for a realm answered before: no challenge round trip per message.
     this.dum.digest.preauthorize(request, nextHop !== undefined ? realmOf(nextHop) : undefined);
     const response = await this.dum.send(request).final;

@@ -2,6 +2,7 @@ import { EventEmitter } from 'eventemitter3';
 import type { ClientSubscription } from '../../tu/dum/client-subscription.js';
 import type { DialogUsageManager } from '../../tu/dum/dialog-usage-manager.js';
 import type { TimerHandle } from '../../util/clock.js';
+import { parseUri, type SipUri } from '../../message/uri.js';
 import { wallClockOf, type WallClock } from '../wall-clock.js';
 import type { TimerQueue } from '../../util/timer-queue.js';
 import { DocumentError, formatHello, HELLO_TYPE, parseHello, parseRoutes, ROUTES_EVENT, ROUTES_TYPE, type Hello, type RoutesDocument } from './documents.js';
@@ -84,6 +85,26 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
 
   get since(): Date {
     return this.changedAt;
+  }
+
+  /**
+   * Where requests on this link go (docs/federation.md "Authentication"): the host[:port] of its
+   * URI and of the subscription's remote target (a refresh goes to the neighbour's Contact).
+   * Our credentials for the neighbour's realm are offered only there.
+   */
+  destinations(): string[] {
+    const out = new Set<string>();
+    const add = (uri: SipUri | undefined): void => {
+      if (uri) out.add(uri.port === undefined ? uri.host.toLowerCase() : `${uri.host.toLowerCase()}:${uri.port}`);
+    };
+    try {
+      add(parseUri(this.uri));
+    } catch {
+      // an unreadable URI is refused when it is used
+    }
+    const dialog = this.subscription?.dialog;
+    if (dialog) add(dialog.routeSet[0]?.uri ?? dialog.remoteTarget);
+    return [...out].sort();
   }
 
   /** Subscribes now (the first time, or again at once: the neighbour showed it is alive). */

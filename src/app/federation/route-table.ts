@@ -35,6 +35,8 @@ export class RouteTable {
     readonly self: string,
     localDomains: readonly string[],
     private readonly staticRoutes: Readonly<Record<string, string>> = {},
+    /** Neighbours we configured (docs/federation.md "Routing": preferred over learned ones). */
+    private readonly preferred: (neighbour: string) => boolean = () => false,
   ) {
     this.local = new Set(localDomains);
     for (const domain of Object.keys(staticRoutes)) this.knownDomains.add(domain);
@@ -85,7 +87,10 @@ export class RouteTable {
     return [...this.learned.keys()];
   }
 
-  /** The best route to a domain: the shortest path, ties to the lower neighbour name. */
+  /**
+   * The best route to a domain: the neighbour itself, else through a configured neighbour before
+   * an unconfigured one; then the shortest path, ties to the lower neighbour name.
+   */
   best(domain: string): Route | undefined {
     return this.chosen.get(domain);
   }
@@ -100,7 +105,7 @@ export class RouteTable {
       const path = table.get(domain) ?? (neighbour === domain ? [neighbour] : undefined);
       if (path) routes.push({ domain, nextHop: neighbour, path });
     }
-    routes.sort(compareRoutes);
+    routes.sort((a, b) => this.rank(a) - this.rank(b) || compareRoutes(a, b));
     const via = this.staticRoutes[domain];
     if (via !== undefined && this.learned.has(via) && !routes.some((r) => r.nextHop === via)) routes.push({ domain, nextHop: via, path: [via], static: true });
     return routes;
@@ -127,6 +132,24 @@ export class RouteTable {
   fullAdvertisementFor(to: string): Advertised[] {
     const domains = [...this.local, ...this.chosen.keys()];
     return domains.map((d) => this.advertisementFor(to, d)).filter((a) => a.path !== undefined);
+  }
+
+  /**
+   * Trust before length (issue 16): 0 — the neighbour itself (its name is what its digest
+   * proved); 1 — a route through a configured neighbour; 2 — through one that linked in with
+   * the network's secret (inbound, discovered).
+   */
+  private rank(route: Route): number {
+    if (route.domain === route.nextHop) return 0;
+    return this.preferred(route.nextHop) ? 1 : 2;
+  }
+
+  /** Everything chosen again (which neighbours are preferred changed). Returns the domains whose best changed. */
+  reconsider(): string[] {
+    const domains = new Set<string>(this.chosen.keys());
+    for (const table of this.learned.values()) for (const domain of table.keys()) domains.add(domain);
+    for (const neighbour of this.learned.keys()) domains.add(neighbour);
+    return this.recompute(domains);
   }
 
   /** Static routes through `neighbour` change with its link. */

@@ -18,11 +18,18 @@ import {
   type DigestQop,
 } from './digest.js';
 
-/** A user's credentials; without `realm` they are offered to any realm that challenges. */
+/**
+ * A user's credentials; without `realm` they are offered to any realm that challenges.
+ * `destinations` binds them further to where a request goes: the host (`host` or `host:port`,
+ * lowercase, as in a URI) of its first Route, else of its Request-URI. A bound credential answers
+ * only requests to one of those destinations, and is sent pre-emptively only to them (a server
+ * that challenges with another's realm gets nothing to crack or replay).
+ */
 export interface Credential {
   username: string;
   password: string;
   realm?: string;
+  destinations?: string[];
 }
 
 /** Which header pair a challenge came in: 401-style or proxy (RFC 3261 §22.2, §22.3). */
@@ -83,7 +90,7 @@ export class DigestClient {
         throw new DigestError('DIGEST_BAD_CONFIG', 'a credential username or realm cannot contain CR or LF');
       }
     }
-    this.credentials = credentials.map((c) => ({ ...c }));
+    this.credentials = credentials.map((c) => ({ ...c, ...(c.destinations ? { destinations: [...c.destinations] } : {}) }));
   }
 
   /** Adds (or, for the same username and realm, replaces) a credential: a link configured at run time. */
@@ -92,8 +99,10 @@ export class DigestClient {
       throw new DigestError('DIGEST_BAD_CONFIG', 'a credential username or realm cannot contain CR or LF');
     }
     const index = this.credentials.findIndex((c) => c.realm === credential.realm && c.username === credential.username);
+    const old = this.credentials[index];
+    if (old && old.password === credential.password && (old.destinations ?? []).join(' ') === (credential.destinations ?? []).join(' ') && (old.destinations === undefined) === (credential.destinations === undefined)) return;
     if (index >= 0) this.credentials.splice(index, 1);
-    this.credentials.push({ ...credential });
+    this.credentials.push({ ...credential, ...(credential.destinations ? { destinations: [...credential.destinations] } : {}) });
   }
 
   /**
@@ -110,8 +119,9 @@ export class DigestClient {
     if (chosen.length === 0) return undefined;
 
     const answers: RealmState[] = [];
+    const destination = destinationOf(request);
     for (const offer of chosen) {
-      const credential = this.credentialFor(offer.realm);
+      const credential = this.credentialFor(offer.realm, destination);
       if (!credential) return undefined;
       const key = realmKey(offer.kind, offer.realm);
       const previous = this.realms.get(key);
@@ -165,8 +175,13 @@ export class DigestClient {
    */
   preauthorize(request: SipMessage, realmHint?: string): number {
     let added = 0;
+    const destination = destinationOf(request);
     for (const state of this.realms.values()) {
       if (realmHint !== undefined && state.realm !== realmHint) continue;
+      // A credential bound to destinations goes only where it belongs (never to every realm seen).
+      if (!bindsTo(state.credential, destination)) continue;
+      // It may have been replaced or removed since (a link reconfigured).
+      if (!this.credentials.includes(state.credential)) continue;
       state.staleRun = 0;
       this.apply(request, state);
       added++;
@@ -180,9 +195,20 @@ export class DigestClient {
     else for (const [key, state] of this.realms) if (state.realm === realm) this.realms.delete(key);
   }
 
-  /** A realm's own credential first, then one for any realm (RFC 3261 §22.1: the realm names the protection domain). */
-  private credentialFor(realm: string): Credential | undefined {
-    return this.credentials.find((c) => c.realm === realm) ?? this.credentials.find((c) => c.realm === undefined);
+  /** Removes the credential for `username` in `realm` (and what was learnt for that realm). */
+  removeCredential(username: string, realm: string): void {
+    const index = this.credentials.findIndex((c) => c.realm === realm && c.username === username);
+    if (index >= 0) this.credentials.splice(index, 1);
+    this.forget(realm);
+  }
+
+  /**
+   * A realm's own credential first, then one for any realm (RFC 3261 §22.1: the realm names the
+   * protection domain); either only when bound to the request's destination, if bound at all.
+   */
+  private credentialFor(realm: string, destination: string | undefined): Credential | undefined {
+    const usable = this.credentials.filter((c) => bindsTo(c, destination));
+    return usable.find((c) => c.realm === realm) ?? usable.find((c) => c.realm === undefined);
   }
 
   /** Puts fresh credentials for `state` into `message`, replacing any for its realm; returns the response value. */
@@ -222,6 +248,21 @@ export class DigestClient {
     message.addHeader(header, value);
     return response;
   }
+}
+
+/** Where a request goes: the host[:port] of its first Route (loose routing), else of its Request-URI. */
+export function destinationOf(request: SipMessage): string | undefined {
+  try {
+    const uri = request.route[0]?.uri ?? request.requestUri;
+    return uri.port === undefined ? uri.host.toLowerCase() : `${uri.host.toLowerCase()}:${uri.port}`;
+  } catch {
+    return undefined;
+  }
+}
+
+function bindsTo(credential: Credential, destination: string | undefined): boolean {
+  if (credential.destinations === undefined) return true;
+  return destination !== undefined && credential.destinations.includes(destination);
 }
 
 function realmKey(kind: Kind, realm: string): string {
