@@ -4,7 +4,7 @@ import { SipStack } from '../stack.js';
 import { DialogUsageManager } from '../tu/dum/dialog-usage-manager.js';
 import { parseArguments } from './arguments.js';
 
-const USAGE = 'usage: parley network [--server SIP-URI] [--json]';
+const USAGE = 'usage: parley network [--server SIP-URI] [--token T] [--json]';
 const DEFAULT_SERVER = 'sip:127.0.0.1:5060;transport=tcp';
 /** A server that does not answer within this is reported as not answering. */
 const ANSWER_WITHIN_MS = 5000;
@@ -14,12 +14,14 @@ const ANSWER_WITHIN_MS = 5000;
  * asked for with an OPTIONS that accepts the view's type.
  */
 export async function networkCommand(args: string[], out: (line: string) => void, err: (line: string) => void): Promise<number> {
-  const parsed = parseArguments(args, { server: 'string', json: 'boolean' });
+  const parsed = parseArguments(args, { server: 'string', token: 'string', json: 'boolean' });
   if (typeof parsed === 'string' || parsed.positional.length > 0) {
     err(`${typeof parsed === 'string' ? parsed : `unexpected argument "${parsed.positional[0]!}"`}\n${USAGE}`);
     return 2;
   }
   const server = parsed.strings.get('server') ?? DEFAULT_SERVER;
+  // The server's adminToken (docs/federation.md "The admin view"), when it has one.
+  const token = parsed.strings.get('token') ?? process.env.PARLEY_ADMIN_TOKEN;
   // The view is given to this machine only, so we speak from loopback.
   const stack = new SipStack({ transports: ['udp:127.0.0.1:0', 'tcp:127.0.0.1:0'] });
   await stack.start();
@@ -27,7 +29,7 @@ export async function networkCommand(args: string[], out: (line: string) => void
   try {
     let timer: NodeJS.Timeout | undefined;
     const response = await Promise.race([
-      dum.request('OPTIONS', { to: server, headers: { Accept: NETWORK_TYPE } }),
+      dum.request('OPTIONS', { to: server, headers: { Accept: NETWORK_TYPE, ...(token ? { 'Parley-Admin-Token': token } : {}) } }),
       new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ANSWER_WITHIN_MS))),
     ]).finally(() => clearTimeout(timer));
     if (!response) {

@@ -29,6 +29,7 @@ export function serverConfigFromArgs(args: string[]): ServerConfig | string {
     'ca-only': 'boolean',
     peer: 'list',
     secret: 'string',
+    'admin-token': 'string',
     'ping-interval': 'string',
     'ping-misses': 'string',
     route: 'list',
@@ -92,6 +93,8 @@ function federationFlags(parsed: ParsedArguments, config: Partial<ServerConfig>)
   if (routes.length > 0) config.routes = { ...(config.routes ?? {}), ...Object.fromEntries(routes) };
   const secret = parsed.strings.get('secret') ?? process.env.PARLEY_FEDERATION_SECRET;
   if (secret !== undefined && secret !== '') config.federationSecret = secret;
+  const adminToken = parsed.strings.get('admin-token') ?? process.env.PARLEY_ADMIN_TOKEN;
+  if (adminToken !== undefined && adminToken !== '') config.adminToken = adminToken;
   for (const [flag, field] of [['ping-interval', 'pingIntervalMs'], ['ping-misses', 'pingMisses']] as const) {
     const value = positiveInteger(parsed.strings.get(flag), flag);
     if (typeof value === 'string') return value;

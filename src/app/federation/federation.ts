@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import { EventEmitter } from 'eventemitter3';
 import { createResponse } from '../../message/builder.js';
 import type { SipMessage } from '../../message/sip-message.js';
@@ -193,7 +193,7 @@ export class Federation extends EventEmitter<FederationEvents> {
   /**
    * May neighbour `peer` hand us a message from a sender in `senderDomain` (issue 16)? Its own
    * domain, a domain it routes to (it is on the path from that sender's home), or a domain no one
-   * here knows of; a known domain it does not route: 403.
+   * here knows of; a known domain it does not route: 480 with Retry-After, nothing stored.
    * While its link is not up here its routes are unknown: 480 with Retry-After (it tries again).
    */
   senderCheck(peer: string, senderDomain: string): { status: number; reason: string; headers?: Record<string, string> } | undefined {
@@ -203,7 +203,9 @@ export class Federation extends EventEmitter<FederationEvents> {
     if (this.table.candidates(domain).length === 0 && !this.table.isKnown(domain)) return undefined;
     if (!this.table.neighbours.includes(peer)) return { status: 480, reason: `No routes from ${peer} yet`, headers: { 'Retry-After': '5' } };
     if (this.table.candidates(domain).some((r) => r.nextHop === peer && !r.static)) return undefined;
-    return { status: 403, reason: `${peer} is not on the path from ${domain}` };
+    // Not 403: a neighbour that stored the message before a restart may not have its route yet
+    // (a 403 would drop it for good). A forger gets nothing stored, only a retry.
+    return { status: 480, reason: `${peer} is not on the path from ${domain}`, headers: { 'Retry-After': '5' } };
   }
 
   /** A request carries credentials for our peers realm (a server, not a user, is speaking). */
@@ -247,11 +249,21 @@ export class Federation extends EventEmitter<FederationEvents> {
    * hello to anyone asking for it (a neighbour's ping: the boot id shows a restart), the admin
    * view to this machine only.
    */
-  optionsBody(accept: string, source: string): { body: string; contentType: string } | undefined {
+  optionsBody(accept: string, source: string, token?: string): { body: string; contentType: string } | undefined {
     const types = accept.toLowerCase();
-    if (types.includes(NETWORK_TYPE) && isLoopback(source)) return { body: JSON.stringify(this.view()), contentType: NETWORK_TYPE };
+    if (types.includes(NETWORK_TYPE) && isLoopback(source) && this.adminAllowed(token)) return { body: JSON.stringify(this.view()), contentType: NETWORK_TYPE };
     if (types.includes(HELLO_TYPE)) return { body: formatHello(this.hello()), contentType: HELLO_TYPE };
     return undefined;
+  }
+
+  /** The admin token (adminToken), when configured, must match (compared in constant time). */
+  private adminAllowed(token: string | undefined): boolean {
+    const expected = this.config.adminToken;
+    if (expected === undefined) return true;
+    if (token === undefined) return false;
+    const a = createHash('sha256').update(token).digest();
+    const b = createHash('sha256').update(expected).digest();
+    return timingSafeEqual(a, b);
   }
 
   /** Links, routes, and what waits for a next hop (docs/federation.md "The admin view"). */

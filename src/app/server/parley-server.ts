@@ -148,7 +148,7 @@ export class ParleyServer extends EventEmitter<ParleyServerEvents> {
     };
     dum.onMessage((message) => this.receive(message));
     // docs/federation.md: a neighbour's ping gets our hello, `parley network` the admin view.
-    dum.onOptions((request) => this.federation.optionsBody(request.message.headers('accept').join(', '), request.source.address));
+    dum.onOptions((request) => this.federation.optionsBody(request.message.headers('accept').join(', '), request.source.address, request.message.header('parley-admin-token')));
   }
 
   /** Messages stored here for other domains that no next hop has taken yet. */

@@ -76,6 +76,8 @@ export interface ServerConfig {
   peers: PeerConfig[];
   /** The network's shared secret: for peers without their own, and for neighbours that link in unconfigured. */
   federationSecret?: string;
+  /** `parley network`'s admin view needs this token (header Parley-Admin-Token) as well as a loopback source. */
+  adminToken?: string;
   /** An OPTIONS to every linked neighbour this often. */
   pingIntervalMs: number;
   /** Unanswered pings in a row that take a link down. */
@@ -155,7 +157,7 @@ const defaults: ServerConfig = {
 };
 export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze(defaults);
 
-const KEYS = new Set<string>(['domains', 'listen', 'data', 'tls', 'federationSecret', 'advertise', 'advertiseHost', ...Object.keys(DEFAULT_CONFIG)]);
+const KEYS = new Set<string>(['domains', 'listen', 'data', 'tls', 'federationSecret', 'adminToken', 'advertise', 'advertiseHost', ...Object.keys(DEFAULT_CONFIG)]);
 const DOMAIN = /^[a-z0-9.-]+$|^\[[0-9a-f:.]+\]$/;
 
 /** The defaults, then `base` (a config file's object), each field checked. */
@@ -240,6 +242,7 @@ function checkFederation(config: ServerConfig): void {
     throw new ConfigError('CONFIG_INVALID', why);
   };
   if (config.federationSecret !== undefined && (typeof config.federationSecret !== 'string' || config.federationSecret === '')) invalid('"federationSecret" must be a non-empty string');
+  if (config.adminToken !== undefined && (typeof config.adminToken !== 'string' || config.adminToken === '')) invalid('"adminToken" must be a non-empty string');
   if (!Array.isArray(config.peers)) invalid('"peers" must be a list of { "domain", "uri", "secret" }');
   config.peers = config.peers.map((peer) => {
     if (typeof peer !== 'object' || peer === null || typeof peer.domain !== 'string' || typeof peer.uri !== 'string') invalid('each of "peers" must be { "domain": NAME, "uri": SIP-URI, "secret"?: S }');
