@@ -357,7 +357,8 @@ function targetOfUri(uri: SipUri): Target {
 
 /** A target with the SIP domain its TLS certificate must name (RFC 5922 §7.3): the next-hop URI's host, unless set. */
 function withTlsDomain(target: Target, uri: SipUri): Target {
-  if (target.tlsDomain !== undefined || target.flow !== undefined) return target;
+  // Only a TLS target reads it (a UDP one may move to TCP, never to TLS): no copy per request otherwise.
+  if (target.protocol !== 'tls' || target.tlsDomain !== undefined || target.flow !== undefined) return target;
   return { ...target, tlsDomain: unbracket(uri.host) };
 }
 

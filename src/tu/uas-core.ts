@@ -7,6 +7,9 @@ import type { InboundRequest } from '../transaction/transaction-layer.js';
 import { InboundServerRequest, type ServerRequest, type UasProfile } from './transaction-user.js';
 import type { TuSelector } from './tu-selector.js';
 
+/** What a TU without a profile is checked against: the stack's defaults alone. */
+const NO_PROFILE: UasProfile = Object.freeze({});
+
 /** Requests the UAS core answered itself: `{ request, status, detail }`. */
 const rejectChannel = channel('parley:uas:reject');
 
@@ -53,7 +56,7 @@ export class UasCore {
       return this.refuse(request, status, 'no TU takes this method', { Allow: this.tus.allowedMethods().join(', ') });
     }
     const tu = entry.tu;
-    const profile = typeof tu.profile === 'function' ? tu.profile(message) : (tu.profile ?? {});
+    const profile = typeof tu.profile === 'function' ? tu.profile(message) : (tu.profile ?? NO_PROFILE);
     const verdict = uasVerdict(message, this.checksFor(profile), (m) => this.merged(m, tx));
     if (verdict.action === 'reply') {
       const headers: Record<string, string[]> = {};
@@ -97,16 +100,24 @@ export class UasCore {
     return undefined;
   }
 
+  /** A profile over the stack's defaults, merged once per profile object (this runs for every request). */
   private checksFor(profile: UasProfile): ValidationOptions {
+    let checks = this.profileChecks.get(profile);
+    if (checks) return checks;
     const defaults = this.options.defaults;
-    return {
+    checks = {
       methods: profile.methods ?? defaults.methods,
       supportedSchemes: profile.schemes ?? defaults.supportedSchemes,
       supportedExtensions: profile.extensions ?? defaults.supportedExtensions,
       tuChecksRequire: profile.tuChecksRequire ?? defaults.tuChecksRequire,
       acceptedBodyTypes: profile.bodyTypes ?? defaults.acceptedBodyTypes ?? DEFAULT_BODY_TYPES,
     };
+    this.profileChecks.set(profile, checks);
+    return checks;
   }
+
+  /** checksFor's results; a profile a TU drops is collected with its entry. */
+  private readonly profileChecks = new WeakMap<UasProfile, ValidationOptions>();
 
   private refuse(request: ServerRequest, status: number, detail: string, headers: Record<string, string | string[]>, reason?: string): void {
     if (rejectChannel.hasSubscribers) rejectChannel.publish({ request: request.message, status, detail });
